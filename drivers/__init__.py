@@ -1,0 +1,1 @@
+"""NPU drivers: each owns its hardware (Mesa: src/gallium/drivers)."""

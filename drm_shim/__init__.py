@@ -1,0 +1,1 @@
+"""Simulated kernel devices that execute the bytes drivers submit (Mesa: src/drm-shim)."""

@@ -1,0 +1,1 @@
+"""Simulated etnaviv GEM device with a functional model of the NN and TP units."""

@@ -1,0 +1,1 @@
+"""Application frontends (Mesa: src/gallium/frontends)."""

@@ -1,0 +1,1 @@
+"""Teflon: the TFLite frontend and external delegate (Mesa: src/gallium/frontends/teflon)."""

@@ -101,11 +101,11 @@ def _quant(q: Any, rank: int, channels_hint: int) -> Quant:
     return Quant(scales[0], zps[0], per_scale, per_zp, axis)
 
 
-def _tensor(model: Any, raw: bytes, index: int, t: Any, where: str) -> TfliteTensor:
+def _tensor(model: Any, raw: bytes, index: int, t: Any, where: str, user: str) -> TfliteTensor:
     name = t.name.decode(errors="replace") if isinstance(t.name, bytes) else (t.name or "")
     shape = tuple(int(d) for d in (t.shape if t.shape is not None else ()))
     type_name = _TYPE_NAMES.get(t.type, f"type{t.type}")
-    label = f"{where}: tensor {index} '{name}'"
+    label = f"{where}: {user}tensor {index} '{name}'"
     signature = t.shapeSignature
     if signature is not None and any(int(d) < 0 for d in signature):
         raise ModelError(f"{label} has a dynamic shape {list(map(int, signature))}")
@@ -184,16 +184,21 @@ def parse_model(raw: bytes, path: str = "<memory>") -> TfliteModel:
         raise ModelError(f"{where}: the model has no subgraphs")
     sg = model.subgraphs[0]
     raw_tensors = sg.tensors or []
-    tensors = tuple(_tensor(model, raw, i, t, where) for i, t in enumerate(raw_tensors))
-    ops = []
+    ops, first_user = [], {}
     for i, op in enumerate(sg.operators or []):
         name, version, custom = _op_name(model, op, i)
         ins = tuple(int(x) for x in (op.inputs if op.inputs is not None else ()))
         outs = tuple(int(x) for x in (op.outputs if op.outputs is not None else ()))
         for t in (*ins, *outs):
-            if not -1 <= t < len(tensors):
-                raise ModelError(f"{where}: op {i} ({name}) refers to tensor {t} of {len(tensors)}")
+            if not -1 <= t < len(raw_tensors):
+                raise ModelError(
+                    f"{where}: op {i} ({name}) refers to tensor {t} of {len(raw_tensors)}"
+                )
+            first_user.setdefault(t, f"op {i} ({name}): ")
         ops.append(TfliteOp(i, name, version, ins, outs, op.builtinOptions, custom))
+    tensors = tuple(
+        _tensor(model, raw, i, t, where, first_user.get(i, "")) for i, t in enumerate(raw_tensors)
+    )
     graph_ins = tuple(int(x) for x in (sg.inputs if sg.inputs is not None else ()))
     graph_outs = tuple(int(x) for x in (sg.outputs if sg.outputs is not None else ()))
     for t in (*graph_ins, *graph_outs):

@@ -9,7 +9,7 @@ import importlib
 import os
 import sys
 
-COMMANDS = ("inspect", "check", "demo")
+COMMANDS = ("inspect", "check", "demo", "sweep")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..gallium.operation import Clamp, ConvParams
+from ..gallium.operation import AxisParams, Clamp, ConvParams, StridedSliceParams
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,3 +37,45 @@ class ConvAddParams:
     conv_zero_point: int
     conv_first: bool = True  # the conv result is the ADD's first operand
     clamp: Clamp | None = None
+
+
+# -- buffer views ------------------------------------------------------------------------------
+#
+# ``lower_views`` turns a CONCATENATION, SPLIT, RESHAPE or contiguous STRIDED_SLICE whose parts
+# are contiguous byte ranges of one buffer into a *view*: the node keeps its op and its params
+# (so the evaluator computes exactly what it did), and the params become the subclass below,
+# which adds where each part sits. The memory planner places every part inside its base
+# instead of giving it a buffer; a driver emits no job for the node (etnaviv's aliasing of
+# concatenation inputs, rocket's row slices).
+
+
+@dataclass(frozen=True, slots=True)
+class ConcatView(AxisParams):
+    """A CONCATENATION whose inputs are views of its output: input i starts ``offsets[i]``
+    bytes into the output's buffer."""
+
+    offsets: tuple[int, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class SplitView(AxisParams):
+    """A SPLIT whose outputs are views of its input: output i starts ``offsets[i]`` bytes in."""
+
+    offsets: tuple[int, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class SliceView(StridedSliceParams):
+    """A STRIDED_SLICE (stride 1) whose output is the input's bytes from ``offsets[0]`` on."""
+
+    offsets: tuple[int, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class ReshapeView:
+    """A RESHAPE whose output is its input's buffer (``offsets`` is ``(0,)``)."""
+
+    offsets: tuple[int, ...] = (0,)
+
+
+VIEW_PARAMS = (ConcatView, SplitView, SliceView, ReshapeView)

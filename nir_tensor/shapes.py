@@ -30,6 +30,10 @@ def _conv(shapes: Sequence[Shape], p) -> list[Shape]:
     return [(n, oh, ow, out_c)]
 
 
+def _conv_add(shapes: Sequence[Shape], p) -> list[Shape]:
+    return _conv(shapes, p.conv)
+
+
 def _pool(shapes: Sequence[Shape], p) -> list[Shape]:
     n, h, w, c = shapes[0]
     fh, fw = p.filter
@@ -66,7 +70,7 @@ def _strided_slice(shapes: Sequence[Shape], p) -> list[Shape]:
 
 RULES: dict[Op, Callable[[Sequence[Shape], object], list[Shape]]] = {
     Op.CONV: _conv,
-    Op.CONV_ADD: _conv,
+    Op.CONV_ADD: _conv_add,
     Op.POOL: _pool,
     Op.ADD: _broadcast,
     Op.SUB: _broadcast,

@@ -9,8 +9,9 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from ..gallium.operation import ConvParams
-from . import shapes
+from . import params, shapes
 from .ir import Graph, Node, Op, OpGroup
+from .physical import view_offset
 
 
 class ValidationError(ValueError):
@@ -25,7 +26,8 @@ def _arity(node: Node) -> str | None:
     n = len(node.inputs)
     if not lo <= n <= hi:
         return f"takes {lo}..{hi} inputs, has {n}"
-    if any(t is None for t in node.inputs[:lo]):
+    optional = OPTIONAL_INPUTS.get(node.op, frozenset())
+    if any(t is None for i, t in enumerate(node.inputs[:lo]) if i not in optional):
         return "a required input is missing"
     return None
 
@@ -53,7 +55,7 @@ def _shape(node: Node) -> str | None:
 
 
 def _conv(node: Node) -> str | None:
-    p = node.params
+    p = node.params.conv if isinstance(node.params, params.ConvAddParams) else node.params
     if not isinstance(p, ConvParams):
         return f"params are {type(p).__name__}, not ConvParams"
     if min(p.stride) < 1 or min(p.dilation) < 1:
@@ -76,6 +78,56 @@ def _split(node: Node) -> str | None:
     return None
 
 
+def _conv_add(node: Node) -> str | None:
+    if not isinstance(node.params, params.ConvAddParams):
+        return f"params are {type(node.params).__name__}, not ConvAddParams"
+    other = node.inputs[3]
+    if other.shape != node.output.shape or other.dtype is not node.output.dtype:
+        return f"added tensor {other!r} does not match the output {node.output!r}"
+    return None
+
+
+def _space_to_depth(node: Node) -> str | None:
+    p = node.params
+    if not isinstance(p, params.SpaceToDepthParams) or p.block < 1:
+        return f"params {p!r} are not a SpaceToDepthParams with block >= 1"
+    want = node.input.shape[3] * p.block * p.block
+    if node.output.shape[3] != want or node.output.shape[0] != node.input.shape[0]:
+        return f"output {node.output.shape} must have {want} channels and the input's batch"
+    return None
+
+
+def _layout(node: Node) -> str | None:
+    a, b = node.input, node.output
+    if a.dtype is not b.dtype or a.quant != b.quant:
+        return "a layout change keeps type and quantization"
+    return None
+
+
+def _view(node: Node) -> str | None:
+    """A view's offsets match the layouts (a layout change after lower_views breaks them)."""
+    p = node.params
+    if not isinstance(p, params.VIEW_PARAMS):
+        return None
+    if isinstance(p, params.ConcatView):
+        base, parts = node.output, node.inputs
+    else:
+        base, parts = node.input, node.outputs
+    if len(p.offsets) != len(parts):
+        return f"{len(p.offsets)} view offsets for {len(parts)} parts"
+    if isinstance(p, params.ReshapeView):
+        return None if p.offsets == (0,) else "a reshape view starts at offset 0"
+    for i, part in enumerate(parts):
+        if isinstance(p, params.SliceView):
+            begin = p.begin
+        else:
+            begin = [0, 0, 0, 0]
+            begin[p.axis] = sum(t.shape[p.axis] for t in parts[:i])
+        if view_offset(base, part, tuple(begin)) != p.offsets[i]:
+            return f"view offset {p.offsets[i]} of {part!r} does not match its layout"
+    return None
+
+
 def _quantized(node: Node) -> str | None:
     if node.op.group & OpGroup.DATA:
         return None
@@ -93,7 +145,11 @@ ARITY: dict[Op, tuple[int, int]] = {
     Op.SUB: (2, 2),
     Op.MUL: (2, 2),
     Op.CONCAT: (1, 64),
+    Op.SPACE_TO_DEPTH: (1, 1),
+    Op.LAYOUT: (1, 1),
 }
+# Inputs that may be absent (None) within the required count: CONV_ADD's bias.
+OPTIONAL_INPUTS: dict[Op, frozenset[int]] = {Op.CONV_ADD: frozenset({2})}
 
 Rule = Callable[[Node], str | None]
 
@@ -101,8 +157,13 @@ Rule = Callable[[Node], str | None]
 COMMON_RULES: tuple[Rule, ...] = (_arity, _shape, _quantized)
 OP_RULES: dict[Op, tuple[Rule, ...]] = {
     Op.CONV: (_conv,),
-    Op.CONV_ADD: (_conv,),
-    Op.SPLIT: (_split,),
+    Op.CONV_ADD: (_conv_add, _conv),
+    Op.SPLIT: (_split, _view),
+    Op.CONCAT: (_view,),
+    Op.RESHAPE: (_view,),
+    Op.STRIDED_SLICE: (_view,),
+    Op.SPACE_TO_DEPTH: (_space_to_depth,),
+    Op.LAYOUT: (_layout,),
 }
 
 

@@ -88,17 +88,60 @@ class TfliteModel:
         return os.path.basename(self.path)
 
 
-def _quant(q: Any, rank: int, channels_hint: int) -> Quant:
-    if q is None or q.scale is None or len(q.scale) == 0:
+def quant_from_lists(
+    scales: list[float], zero_points: list[int], quantized_dimension: int, rank: int
+) -> Quant:
+    """A :class:`Quant` from TFLite's affine quantization lists (shared with the delegate, which
+    reads them from ``TfLiteAffineQuantization``)."""
+    if not scales:
         return Quant()
-    scales = [float(s) for s in q.scale]
-    zps = [int(z) for z in q.zeroPoint] if q.zeroPoint is not None else [0] * len(scales)
+    zps = list(zero_points) or [0] * len(scales)
     if len(zps) == 1 and len(scales) > 1:
         zps = zps * len(scales)
-    axis = int(q.quantizedDimension or 0) + 4 - rank
+    axis = int(quantized_dimension) + 4 - rank
     per_scale = tuple(scales) if len(set(scales)) > 1 else None
     per_zp = tuple(zps) if len(set(zps)) > 1 else None
     return Quant(scales[0], zps[0], per_scale, per_zp, axis)
+
+
+def _quant(q: Any, rank: int) -> Quant:
+    if q is None or q.scale is None or len(q.scale) == 0:
+        return Quant()
+    scales = [float(s) for s in q.scale]
+    zps = [int(z) for z in q.zeroPoint] if q.zeroPoint is not None else []
+    return quant_from_lists(scales, zps, int(q.quantizedDimension or 0), rank)
+
+
+def element_type(type_name: str) -> ElementType | None:
+    """The element type of a TFLite type name (``UINT8``...), None when not representable."""
+    return _ELEMENT_TYPES.get(getattr(schema.TensorType, type_name, -1))
+
+
+def tensor_record(
+    index: int,
+    name: str,
+    shape: tuple[int, ...],
+    type_name: str,
+    quant: Quant,
+    data: np.ndarray | None,
+) -> TfliteTensor:
+    """The record of one tensor whose fields are already read (``data`` typed and shaped, or
+    None). Shared by the file reader and the delegate's view of a ``TfLiteContext``."""
+    etype = element_type(type_name)
+    if etype is None:
+        return TfliteTensor(index, name, shape, type_name, None, f"type {type_name}")
+    if len(shape) > 4:
+        return TfliteTensor(index, name, shape, type_name, None, f"rank {len(shape)} > 4")
+    pipe = PipeTensor(
+        index=index,
+        dims=to_dims(shape),
+        rank=len(shape),
+        type=etype,
+        quant=quant,
+        data=data,
+        name=name,
+    )
+    return TfliteTensor(index, name, shape, type_name, pipe)
 
 
 def _tensor(model: Any, raw: bytes, index: int, t: Any, where: str, user: str) -> TfliteTensor:
@@ -134,17 +177,7 @@ def _tensor(model: Any, raw: bytes, index: int, t: Any, where: str, user: str) -
             )
         data = data.view(etype.numpy).reshape(shape).copy()
         data.setflags(write=False)
-    channels = shape[-1] if shape else 1
-    pipe = PipeTensor(
-        index=index,
-        dims=to_dims(shape),
-        rank=len(shape),
-        type=etype,
-        quant=_quant(t.quantization, len(shape), channels),
-        data=data,
-        name=name,
-    )
-    return TfliteTensor(index, name, shape, type_name, pipe)
+    return tensor_record(index, name, shape, type_name, _quant(t.quantization, len(shape)), data)
 
 
 def _op_name(model: Any, op: Any, index: int) -> tuple[str, int, bool]:

@@ -80,3 +80,165 @@ def multiply_by_quantized_multiplier(
     # The C code works in int32; a left-shifted value that overflows wraps there.
     x = ((x + (1 << 31)) & 0xFFFFFFFF) - (1 << 31)
     return rounding_divide_by_pot(saturating_rounding_doubling_high_mul(x, multiplier), right)
+
+
+def wrap_int32(x: np.ndarray) -> np.ndarray:
+    """Two's-complement wrap of int64 values to int32, as C's int32 arithmetic does."""
+    return ((np.asarray(x, dtype=np.int64) + (1 << 31)) & 0xFFFFFFFF) - (1 << 31)
+
+
+def quantize_multiplier_greater_than_one(real: float) -> tuple[int, int]:
+    """``QuantizeMultiplierGreaterThanOne``: the shift is >= 0."""
+    multiplier, shift = quantize_multiplier(real)
+    assert shift >= 0
+    return multiplier, shift
+
+
+def down_scale_int32_to_int16_multiplier(multiplier: int) -> int:
+    """``DownScaleInt32ToInt16Multiplier`` (quantization_util.cc): round to Q0.15."""
+    rounding = 1 << 15
+    if multiplier >= INT32_MAX - rounding:
+        return (1 << 15) - 1
+    return (multiplier + rounding) >> 16
+
+
+def calculate_input_radius(integer_bits: int, left_shift: int, total_signed_bits: int = 31) -> int:
+    """``CalculateInputRadius``: the largest input magnitude the fixed-point path represents."""
+    radius = (
+        1.0
+        * ((1 << integer_bits) - 1)
+        * float(1 << (total_signed_bits - integer_bits))
+        / float(1 << left_shift)
+    )
+    return math.floor(radius)
+
+
+def preprocess_softmax_scaling(
+    beta: float, input_scale: float, integer_bits: int
+) -> tuple[int, int]:
+    """``PreprocessSoftmaxScaling`` (double-rounding build): (multiplier, left shift)."""
+    real = min(beta * input_scale * float(1 << (31 - integer_bits)), float((1 << 31) - 1))
+    return quantize_multiplier_greater_than_one(real)
+
+
+def round_half_away_array(x: np.ndarray) -> np.ndarray:
+    """C's ``std::round`` on a float array (halves away from zero), exact."""
+    x = np.asarray(x)
+    floor = np.floor(x)
+    frac = x - floor  # exact for |x| < 2^52
+    up = np.where(x >= 0, frac >= 0.5, frac > 0.5)
+    return floor + up
+
+
+def saturating_rounding_multiply_by_pot(x: np.ndarray, exponent: int) -> np.ndarray:
+    """gemmlowp ``SaturatingRoundingMultiplyByPOT<exponent>`` on int32 values."""
+    x = np.asarray(x, dtype=np.int64)
+    if exponent == 0:
+        return x
+    if exponent < 0:
+        return rounding_divide_by_pot(x, -exponent)
+    threshold = (1 << (31 - exponent)) - 1
+    shifted = wrap_int32(x << exponent)
+    return np.where(x > threshold, INT32_MAX, np.where(x < -threshold, INT32_MIN, shifted))
+
+
+def rounding_half_sum(a: np.ndarray, b: np.ndarray | int) -> np.ndarray:
+    """gemmlowp ``RoundingHalfSum`` for int32: (a + b + sign) / 2, truncating."""
+    total = np.asarray(a, dtype=np.int64) + np.asarray(b, dtype=np.int64)
+    total = total + np.where(total >= 0, 1, -1)
+    return np.where(total >= 0, total // 2, -((-total) // 2))
+
+
+# gemmlowp fixedpoint.h constants (raw Q0.31 values, quoted there with their real meaning).
+EXP_MINUS_ONE_EIGHTH = 1895147668  # exp(-1/8)
+ONE_THIRD = 715827883  # 1/3
+EXP_BARREL = (
+    (-2, 1672461947),
+    (-1, 1302514674),
+    (0, 790015084),
+    (1, 290630308),
+    (2, 39332535),
+    (3, 720401),
+    (4, 242),
+)  # (exponent e, exp(-2^e))
+FORTY_EIGHT_OVER_SEVENTEEN = 1515870810  # 48/17 in Q2.29
+NEG_THIRTY_TWO_OVER_SEVENTEEN = -1010580540  # -32/17 in Q2.29
+
+
+def exp_on_interval_between_negative_one_quarter_and_0_excl(a: np.ndarray) -> np.ndarray:
+    """gemmlowp: exp(a) for a in [-1/4, 0), Q0.31 in and out (Taylor series around -1/8)."""
+    srdhm = saturating_rounding_doubling_high_mul
+    x = wrap_int32(np.asarray(a, dtype=np.int64) + (1 << 28))
+    x2 = srdhm(x, x)
+    x3 = srdhm(x2, x)
+    x4 = srdhm(x2, x2)
+    x4_over_4 = saturating_rounding_multiply_by_pot(x4, -2)
+    poly = saturating_rounding_multiply_by_pot(
+        wrap_int32(srdhm(wrap_int32(x4_over_4 + x3), ONE_THIRD) + x2), -1
+    )
+    return wrap_int32(EXP_MINUS_ONE_EIGHTH + srdhm(EXP_MINUS_ONE_EIGHTH, wrap_int32(x + poly)))
+
+
+def exp_on_negative_values(a: np.ndarray, integer_bits: int) -> np.ndarray:
+    """gemmlowp ``exp_on_negative_values``: Q(integer_bits).(31-integer_bits) in, Q0.31 out."""
+    a = np.asarray(a, dtype=np.int64)
+    fractional_bits = 31 - integer_bits
+    one_quarter = 1 << (fractional_bits - 2)
+    a_mod_quarter_minus_one_quarter = wrap_int32((a & (one_quarter - 1)) - one_quarter)
+    result = exp_on_interval_between_negative_one_quarter_and_0_excl(
+        saturating_rounding_multiply_by_pot(a_mod_quarter_minus_one_quarter, integer_bits)
+    )
+    remainder = wrap_int32(a_mod_quarter_minus_one_quarter - a)
+    for exponent, multiplier in EXP_BARREL:
+        if integer_bits > exponent:
+            bit = (remainder >> (fractional_bits + exponent)) & 1
+            result = np.where(
+                bit != 0, saturating_rounding_doubling_high_mul(result, multiplier), result
+            )
+    if integer_bits > 5:
+        clamp = -(1 << (36 - integer_bits))
+        result = np.where(a < clamp, 0, result)
+    return np.where(a == 0, INT32_MAX, result)
+
+
+def one_over_one_plus_x_for_x_in_0_1(a: np.ndarray) -> np.ndarray:
+    """gemmlowp: 1 / (1 + a) for a in [0, 1), Q0.31 in and out (Newton-Raphson)."""
+    srdhm = saturating_rounding_doubling_high_mul
+    half_denominator = rounding_half_sum(a, INT32_MAX)
+    x = wrap_int32(
+        FORTY_EIGHT_OVER_SEVENTEEN + srdhm(half_denominator, NEG_THIRTY_TWO_OVER_SEVENTEEN)
+    )
+    one_q2 = 1 << 29
+    for _ in range(3):
+        half_denominator_times_x = srdhm(half_denominator, x)
+        one_minus = wrap_int32(one_q2 - half_denominator_times_x)
+        x = wrap_int32(x + saturating_rounding_multiply_by_pot(srdhm(x, one_minus), 2))
+    return saturating_rounding_multiply_by_pot(x, 1)
+
+
+def count_leading_zeros_u32(x: np.ndarray) -> np.ndarray:
+    """Leading zeros of the uint32 view of ``x`` (32 for zero)."""
+    x = np.asarray(x, dtype=np.int64) & 0xFFFFFFFF
+    _, bit_length = np.frexp(x.astype(np.float64))  # exact: uint32 values fit a double
+    return 32 - bit_length.astype(np.int64)
+
+
+def get_reciprocal(x: np.ndarray, integer_digits: int) -> tuple[np.ndarray, np.ndarray]:
+    """TFLite ``GetReciprocal``: (Q0.31 reciprocal of the scaled sum, num_bits_over_unit)."""
+    x = np.asarray(x, dtype=np.int64)
+    headroom_plus_one = count_leading_zeros_u32(x)
+    num_bits_over_unit = integer_digits - headroom_plus_one
+    shifted = ((x & 0xFFFFFFFF) << headroom_plus_one) & 0xFFFFFFFF
+    shifted_minus_one = wrap_int32(shifted - (1 << 31))
+    return one_over_one_plus_x_for_x_in_0_1(shifted_minus_one), num_bits_over_unit
+
+
+def multiply_by_quantized_multiplier_int64(
+    x: np.ndarray, multiplier: np.ndarray | int, shift: np.ndarray | int
+) -> np.ndarray:
+    """The int64-accumulator ``MultiplyByQuantizedMultiplier`` (16-bit paths, common.cc)."""
+    multiplier = np.asarray(multiplier, dtype=np.int64)
+    reduced = np.where(multiplier < 0x7FFF0000, (multiplier + (1 << 15)) >> 16, 0x7FFF)
+    total_shift = 15 - np.asarray(shift, dtype=np.int64)
+    result = np.asarray(x, dtype=np.int64) * reduced + (np.int64(1) << (total_shift - 1))
+    return wrap_int32(result >> total_shift)

@@ -1,9 +1,10 @@
 """Reference kernels, one module per family; :data:`KERNELS` is their union."""
 
-from . import data, lowered
+from . import conv, data, lowered
 from .base import Kernel
 
 KERNELS: dict = {
+    **conv.KERNELS,
     **data.KERNELS,
     **lowered.KERNELS,
 }

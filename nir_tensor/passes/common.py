@@ -41,9 +41,18 @@ def activation_inputs(node: Node) -> tuple[int, ...]:
     return tuple(i for i, t in enumerate(node.inputs) if t is not None)
 
 
-def channel_zero_points(weight: Tensor, count: int) -> np.ndarray:
-    """Weight zero point per output channel (per-axis or broadcast per-tensor)."""
-    return weight.quant.channel_zero_points(count)
+def weight_fill(node: Node, count: int) -> np.ndarray:
+    """Per output channel, the weight value that adds nothing to the accumulator.
+
+    That is the weight zero point where the kernel subtracts it (uint8, per tensor), and 0
+    for int8/int16, whose per-channel kernels ignore the weight zero point (TFLite's
+    ``ConvPerChannel`` and ``DepthwiseConvPerChannel`` run with ``weights_offset = 0``).
+    """
+    from ...gallium.tensor import ElementType
+
+    if node.input.dtype is ElementType.UINT8:
+        return np.full(count, node.inputs[1].quant.zero_point, dtype=np.int64)
+    return np.zeros(count, dtype=np.int64)
 
 
 def per_channel_quant(scales: np.ndarray, zero_points: np.ndarray, axis: int) -> Quant:

@@ -3,9 +3,10 @@ depthwise mode: etnaviv-ml.md §1 step 2).
 
 Output channel ``o`` of a depthwise conv with multiplier M reads input channel ``o // M``
 only. The dense equivalent has ``C·M`` kernels of depth C; kernel ``o`` holds the depthwise
-taps in input channel ``o // M`` and the weight zero point (of channel o) everywhere else, so
-the other channels add ``(x − z_in)·0``. Same sum, same per-channel scales (moved from the
-depthwise axis 3 to the dense axis 0): exact. Costs C times the MACs and weights.
+taps in input channel ``o // M`` and the neutral weight everywhere else (the zero point the
+kernel subtracts, ``common.weight_fill``), so the other channels add ``(x − z_in)·0``. Same
+sum, same per-channel scales (moved from the depthwise axis 3 to the dense axis 0): exact.
+Costs C times the MACs and weights.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from ...gallium.operation import ConvParams
 from ...gallium.tensor import Quant
 from ..ir import Graph, Node, Op
 from ..rewrite import rewrite_graph, rules
-from .common import constant
+from .common import constant, weight_fill
 
 
 def dense_weights(weight: np.ndarray, zero_points: np.ndarray, channels: int) -> np.ndarray:
@@ -49,7 +50,7 @@ def _densify(graph: Graph, node: Node, ctx: _Ctx) -> list[Node] | None:
         return None
     q = weight.quant
     quant = Quant(q.scale, q.zero_point, q.scales, q.zero_points, 0) if q.per_axis else q
-    data = dense_weights(weight.data, q.channel_zero_points(om), c)
+    data = dense_weights(weight.data, weight_fill(node, om), c)
     wt = constant(weight, data, "dense", quant=quant)
     return [
         node.with_(inputs=(node.input, wt, *node.inputs[2:]), params=replace(p, depthwise=False))

@@ -6,9 +6,9 @@ image. With ``ky = s·qy + dy``, input row ``s·y + ky − pad_top`` is row ``y 
 image whose channel block ``dy`` holds input row ``s·Y + dy − pad_top``. So a SPACE_TO_DEPTH
 (block s, offset by the conv's top/left padding, out-of-image pixels = the input zero point)
 feeds a ``ceil(K/s)``-sized stride-1 convolution with no padding, whose weights hold
-``w[o, s·qy + dy, s·qx + dx, c]`` at ``[o, qy, qx, (dy·s + dx)·C + c]`` and the weight zero
-point where ``s·qy + dy >= K`` (those taps add ``(x − z_in)·0``). The accumulator sums the
-same non-zero terms, so the result is exact.
+``w[o, s·qy + dy, s·qx + dx, c]`` at ``[o, qy, qx, (dy·s + dx)·C + c]`` and the neutral weight
+(the zero point the kernel subtracts, ``common.weight_fill``) where ``s·qy + dy >= K`` (those
+taps add ``(x − z_in)·0``). The accumulator sums the same non-zero terms: exact.
 
 **lower_conv_stride_subsample** (etnaviv's ``pooling_first_pixel``): compute the stride-1
 convolution and keep every s-th pixel. The NN unit does this as a 2x2 "first pixel" pooling;
@@ -29,7 +29,7 @@ from ..ir import Graph, Node, Op
 from ..params import SpaceToDepthParams
 from ..rewrite import rewrite_graph, rules
 from ..shapes import conv_output_size
-from .common import constant, derived
+from .common import constant, derived, weight_fill
 
 Select = Callable[[Node], bool]
 
@@ -69,7 +69,7 @@ def _reshuffle(graph: Graph, node: Node, ctx: _Ctx) -> list[Node] | None:
     n, _, _, c = inp.shape
     o = weight.shape[0]
     _, oh, ow, _ = node.output.shape
-    w2 = reshuffle_weights(weight.data, weight.quant.channel_zero_points(o), s)
+    w2 = reshuffle_weights(weight.data, weight_fill(node, o), s)
     kh2, kw2 = w2.shape[1], w2.shape[2]
     s2d_out = derived(inp, "s2d", shape=(n, oh + kh2 - 1, ow + kw2 - 1, c * s * s), rank=4)
     params = SpaceToDepthParams(s, p.padding.top, p.padding.left, inp.quant.zero_point)

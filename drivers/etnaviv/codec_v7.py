@@ -21,13 +21,15 @@ Side fields per kernel: after its first weight the bias with the input zero poin
 ``bias - sum((w - wzp) * izp)`` (brief §3.1, inferred); after its last weight the output offset
 (``oc * out_w * out_h``) or, for the v7 add trick, ``addition_offset``.
 
-Deviation from Mesa, on purpose: in the column-split walk (kernels wider than 3) Mesa bounds the
-second loop by the kernel *height*, which is only right for square kernels; we use the width.
+The stream order (which weight goes where) lives in ``codec_v7_order``. The encoder works on
+*events*, the stream positions that end a token (weights other than the zero point, and flush
+positions): everything between two events is the zero point, so a depthwise convolution that v7
+expands to a dense one (brief §1) is encoded from its kh*kw weights per channel
+(:func:`encode_v7_depthwise`) in time proportional to the tokens, not to OC*OC*kh*kw.
 """
 
 from __future__ import annotations
 
-import enum
 from dataclasses import dataclass
 
 import numpy as np
@@ -36,123 +38,41 @@ from .codec_bits import (
     WORD_BITS,
     WeightCompressionConfig,
     WeightStreamError,
-    align,
     byte_windows,
     pack_fields,
     read_fields,
 )
+from .codec_v7_order import (
+    ALIGNMENT,
+    KPC_FIELD_BITS,
+    StreamOrder,
+    V7Layout,
+    V7Traversal,
+    dense_gather,
+    positions,
+    stream_order,
+)
 
-ALIGNMENT = 64  # header and per-core stream alignment in bytes (brief §3.1)
+__all__ = [
+    "DECODER_MAX_ZRL_BITS",
+    "V7Decoded",
+    "V7Encoded",
+    "V7Layout",
+    "V7Traversal",
+    "bias_fields",
+    "decode_v7",
+    "encode_v7",
+    "encode_v7_depthwise",
+    "expand_depthwise",
+    "plane_offsets",
+    "restore_biases",
+]
+
 ZRL_FIELD_BITS = 8  # stream header: zrl_bits
-KPC_FIELD_BITS = 16  # stream header: kernels per core
 STREAM_HEADER_BITS = ZRL_FIELD_BITS + KPC_FIELD_BITS
 VALUE_BITS = 8  # a token's value
 SIDE_FIELD_BITS = 32  # raw bias / offset fields
-POINTWISE_BLOCK = 6  # "core_6": input channels in blocks of min(IC, 6)
-SPLIT_COLUMNS = 3  # column split of wide kernels: first 3 columns, then the rest
-POINTWISE6_MIN_OC = 9  # Mesa: pointwise && output_channels > 8
 DECODER_MAX_ZRL_BITS = 8  # our decoder's bound; the hardware's is hwdb NN_ZRL_BITS
-
-
-class V7Traversal(enum.Enum):
-    """Weight traversal order of a v7 stream (brief §3.1). The hardware learns it from the job
-    (kernel size, input channels), so the decoder takes it from the layout."""
-
-    POINTWISE6 = "core_6"  # 1x1 with OC > 8: IC in blocks of 6, kernels interleaved per block
-    INTERLEAVED = "interleaved"  # IC > 1: input channel, then kernel, then the kernel walk
-    SEQUENTIAL = "sequential"  # IC == 1: kernel after kernel
-
-
-@dataclass(frozen=True, slots=True)
-class V7Layout:
-    """What the hardware knows of a v7 coefficient buffer from the NN job configuration.
-
-    ``superblocks`` come from tiling (brief §5). ``split_columns`` applies to SEQUENTIAL only
-    (Mesa: depthwise or input width > 64); INTERLEAVED always splits kernels wider than 3.
-    Slots: every core decodes ``kernels_per_core`` kernels, so when OC is not a multiple of the
-    cores used there are ``slots - oc`` padding kernels (all zero point, bias 0).
-    """
-
-    oc: int
-    ic: int
-    kh: int
-    kw: int
-    nn_cores: int
-    superblocks: int
-    traversal: V7Traversal
-    zero_point: int
-    split_columns: bool = False
-
-    def __post_init__(self) -> None:
-        for name in ("oc", "ic", "kh", "kw", "nn_cores", "superblocks"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"v7 layout: {name} must be >= 1, got {getattr(self, name)}")
-        if not 0 <= self.zero_point <= 255:
-            raise ValueError(f"v7 layout: zero point {self.zero_point} outside 0..255")
-        if self.kernels_per_core >= 1 << KPC_FIELD_BITS:
-            raise ValueError(f"v7 layout: {self.kernels_per_core} kernels per core overflow")
-        if self.traversal is V7Traversal.POINTWISE6 and (self.kh, self.kw) != (1, 1):
-            raise ValueError("v7 layout: the core_6 order is for 1x1 kernels only")
-        if self.traversal is V7Traversal.SEQUENTIAL and self.ic != 1:
-            raise ValueError("v7 layout: the sequential order needs exactly 1 input channel")
-        if self.last_superblock_kernels < 1:
-            raise ValueError(
-                f"v7 layout: {self.superblocks} superblocks leave the last one empty "
-                f"({self.kernels_per_core} kernels per core)"
-            )
-
-    @classmethod
-    def for_job(
-        cls,
-        *,
-        oc: int,
-        ic: int,
-        kh: int,
-        kw: int,
-        nn_cores: int,
-        superblocks: int,
-        zero_point: int,
-        depthwise: bool = False,
-        input_width: int = 0,
-    ) -> V7Layout:
-        """Mesa's choice of traversal for a lowered convolution (brief §3.1)."""
-        if kh == kw == 1 and ic > 1 and oc >= POINTWISE6_MIN_OC:
-            traversal = V7Traversal.POINTWISE6
-        elif ic > 1:
-            traversal = V7Traversal.INTERLEAVED
-        else:
-            traversal = V7Traversal.SEQUENTIAL
-        split = traversal is V7Traversal.SEQUENTIAL and (depthwise or input_width > 64)
-        return cls(oc, ic, kh, kw, nn_cores, superblocks, traversal, zero_point, split)
-
-    @property
-    def cores_used(self) -> int:
-        return min(self.oc, self.nn_cores)
-
-    @property
-    def kernels_per_core(self) -> int:
-        return -(-self.oc // self.cores_used)
-
-    @property
-    def slots(self) -> int:
-        return self.cores_used * self.kernels_per_core
-
-    @property
-    def kernel_size(self) -> int:
-        return self.ic * self.kh * self.kw
-
-    @property
-    def superblock_kernels(self) -> int:
-        """Kernels per core in every superblock but the last (Mesa: ceil(kpc / superblocks))."""
-        return -(-self.kernels_per_core // self.superblocks)
-
-    @property
-    def last_superblock_kernels(self) -> int:
-        return self.kernels_per_core - self.superblock_kernels * (self.superblocks - 1)
-
-    @property
-    def header_bytes(self) -> int:
-        return align(self.nn_cores * 4, ALIGNMENT)
 
 
 @dataclass(frozen=True, slots=True)
@@ -175,104 +95,13 @@ class V7Decoded:
     zrl_bits: int
 
 
-@dataclass(frozen=True, slots=True)
-class _Plan:
-    """Stream order of one layout, shared by every core (cores differ only in their slots)."""
-
-    gather: np.ndarray  # [cores_used, L] index into the slot-padded flat weights
-    field_pos: np.ndarray  # [F] the field follows the weight at this stream position
-    field_is_bias: np.ndarray  # [F]
-    field_slot: np.ndarray  # [cores_used, F]
-    breaks: np.ndarray  # [L] bool: a flush follows this position
-
-
-def kernel_walk(kh: int, kw: int, split: bool) -> np.ndarray:
-    """Order of one kernel plane's kh*kw weights: rows in pairs; with ``split`` and kw > 3, a
-    pair's first 3 columns come before the rest of the pair's columns (brief §3.1)."""
-    grid = np.arange(kh * kw).reshape(kh, kw)
-    if not split or kw <= SPLIT_COLUMNS:
-        return grid.ravel()
-    parts = []
-    for top in range(0, kh, 2):
-        rows = grid[top : top + 2]
-        parts += [rows[:, :SPLIT_COLUMNS].ravel(), rows[:, SPLIT_COLUMNS:].ravel()]
-    return np.concatenate(parts)
-
-
-def _superblock_order(layout: V7Layout, kis: int, last: bool):
-    """One core's order inside a superblock of ``kis`` kernels: (kernel, element) per position,
-    the bias and offset positions per kernel, and the extra flush positions."""
-    kernels = np.arange(kis)
-    plane = layout.kh * layout.kw
-    if layout.traversal is V7Traversal.POINTWISE6:
-        ic = layout.ic
-        block = min(ic, POINTWISE_BLOCK)
-        sizes = [min(block, ic - start) for start in range(0, ic, block)]
-        kk = np.concatenate([np.repeat(kernels, size) for size in sizes])
-        starts = range(0, ic, block)
-        ee = np.concatenate(
-            [np.tile(a + np.arange(n), kis) for a, n in zip(starts, sizes, strict=True)]
-        )
-        last_start = kis * (ic - sizes[-1])
-        bias = kernels * sizes[0]
-        offset = last_start + kernels * sizes[-1] + sizes[-1] - 1
-        return kk, ee, bias, offset, np.zeros(0, dtype=np.int64)
-    if layout.traversal is V7Traversal.SEQUENTIAL:
-        walk = kernel_walk(layout.kh, layout.kw, layout.split_columns)
-        k = plane
-        return (
-            np.repeat(kernels, k),
-            np.tile(walk, kis),
-            kernels * k,
-            kernels * k + k - 1,
-            np.zeros(0, dtype=np.int64),
-        )
-    walk = kernel_walk(layout.kh, layout.kw, True)
-    z = np.arange(layout.ic)
-    kk = np.broadcast_to(kernels[None, :, None], (layout.ic, kis, plane)).ravel()
-    ee = (z[:, None, None] * plane + walk[None, None, :] + 0 * kernels[None, :, None]).ravel()
-    bias = kernels * plane
-    offset = ((layout.ic - 1) * kis + kernels) * plane + plane - 1
-    flushes = (z * kis + kis - 1) * plane + plane - 1 if last else np.zeros(0, dtype=np.int64)
-    return kk, ee, bias, offset, flushes
-
-
-def _plan(layout: V7Layout) -> _Plan:
-    cores = np.arange(layout.cores_used)[:, None]
-    full = layout.superblock_kernels
-    gathers, pos, is_bias, slots, flush_pos = [], [], [], [], []
-    start = 0
-    for s in range(layout.superblocks):
-        last = s == layout.superblocks - 1
-        kis = layout.last_superblock_kernels if last else full
-        kk, ee, bias, offset, flushes = _superblock_order(layout, kis, last)
-        base = s * full * layout.cores_used + cores * kis  # [cores, 1]: first slot of the core
-        gathers.append((base + kk[None, :]) * layout.kernel_size + ee[None, :])
-        kernels = np.arange(kis)[None, :]
-        pos += [bias + start, offset + start]
-        is_bias += [np.ones(kis, dtype=bool), np.zeros(kis, dtype=bool)]
-        slots += [base + kernels, base + kernels]
-        flush_pos.append(flushes + start)
-        start += kk.size
-    field_pos = np.concatenate(pos)
-    field_is_bias = np.concatenate(is_bias)
-    order = np.argsort(2 * field_pos + ~field_is_bias, kind="stable")  # bias before offset
-    breaks = np.zeros(start, dtype=bool)
-    breaks[field_pos] = True
-    breaks[np.concatenate(flush_pos)] = True
-    breaks[-1] = True
-    return _Plan(
-        np.concatenate(gathers, axis=1),
-        field_pos[order],
-        field_is_bias[order],
-        np.concatenate(slots, axis=1)[:, order],
-        breaks,
-    )
-
-
 def plane_offsets(layout: V7Layout, plane_size: int) -> np.ndarray:
     """Mesa's output offsets: slot ``oc`` writes at ``oc * out_w * out_h``."""
     return (np.arange(layout.slots, dtype=np.uint64) * plane_size).astype(np.uint32)
+
+
+def _wrap32(values: np.ndarray) -> np.ndarray:
+    return np.asarray(values, dtype=np.int64).astype(np.uint32).view(np.int32)
 
 
 def bias_fields(
@@ -280,8 +109,7 @@ def bias_fields(
 ) -> np.ndarray:
     """``bias - sum((w - wzp) * izp)`` per kernel, wrapped to int32 (brief §3.1)."""
     w = weights.reshape(weights.shape[0], -1).astype(np.int64)
-    corr = (w - zero_point).sum(axis=1) * input_zero_point
-    return (np.asarray(biases, dtype=np.int64) - corr).astype(np.uint32).view(np.int32)
+    return _wrap32(np.asarray(biases, np.int64) - (w - zero_point).sum(axis=1) * input_zero_point)
 
 
 def restore_biases(
@@ -290,64 +118,83 @@ def restore_biases(
     """Inverse of :func:`bias_fields` for the first ``count`` slots."""
     w = decoded.weights[:count].reshape(count, -1).astype(np.int64)
     corr = (w - zero_point).sum(axis=1) * input_zero_point
-    return (decoded.bias_fields[:count].astype(np.int64) + corr).astype(np.uint32).view(np.int32)
+    return _wrap32(decoded.bias_fields[:count].astype(np.int64) + corr)
+
+
+def expand_depthwise(weights: np.ndarray, zero_point: int) -> np.ndarray:
+    """The dense [OC, OC, KH, KW] kernel of a depthwise [OC, 1, KH, KW] one: channel oc holds
+    its weights in input channel oc, the zero point elsewhere (Mesa ``expand_depthwise``)."""
+    oc = weights.shape[0]
+    dense = np.full((oc, oc, *weights.shape[2:]), zero_point, dtype=np.uint8)
+    dense[np.arange(oc), np.arange(oc)] = weights[:, 0]
+    return dense
 
 
 @dataclass(frozen=True, slots=True)
-class _Runs:
-    """Zero-point statistics of a layer's streams, enough to size any zrl_bits."""
+class _Events:
+    """Positions that end a token, sorted by core then position; the ``gap`` zero points
+    before each (since the previous event of its core) are its pending run."""
 
-    values: np.ndarray  # [cores, L] weights in stream order
-    before: np.ndarray  # [cores, L] zero points pending before each weight in its segment
-    is_zp: np.ndarray
-    literal_count: np.ndarray  # [cores] weights that are not the zero point
-    run_core: np.ndarray  # core of every maximal zero-point run
-    run_length: np.ndarray
-    run_trailing: np.ndarray  # the run ends at a flush, not at a value
-
-
-def _runs(values: np.ndarray, zero_point: int, breaks: np.ndarray) -> _Runs:
-    is_zp = values == zero_point
-    index = np.arange(values.shape[1])
-    reset = np.ones_like(is_zp)
-    reset[:, 1:] = ~is_zp[:, :-1] | breaks[None, :-1]
-    before = index - np.maximum.accumulate(np.where(reset, index, 0), axis=1)
-    next_is_value = np.ones_like(is_zp)
-    next_is_value[:, :-1] = ~is_zp[:, 1:]
-    ends = is_zp & (next_is_value | breaks[None, :])
-    core, pos = np.nonzero(ends)
-    return _Runs(
-        values,
-        before,
-        is_zp,
-        (~is_zp).sum(axis=1),
-        core,
-        before[core, pos] + 1,
-        breaks[pos],
-    )
+    core: np.ndarray
+    pos: np.ndarray
+    value: np.ndarray
+    gap: np.ndarray
+    per_core: np.ndarray
 
 
-def _stream_sizes(runs: _Runs, fields: int, zrl_bits: int) -> np.ndarray:
-    """Bytes of every core stream (64-aligned) for ``zrl_bits``, from the run statistics."""
-    period = 1 << zrl_bits  # a full token covers 2**zrl_bits weights
-    per_run = runs.run_length // period + (runs.run_trailing & (runs.run_length % period != 0))
-    tokens = runs.literal_count + np.bincount(
-        runs.run_core, weights=per_run, minlength=runs.literal_count.size
+def _events(core, pos, value, order: StreamOrder, layout: V7Layout) -> _Events:
+    """Events from the (core, position, value) of the weights other than the zero point."""
+    cores = np.repeat(np.arange(layout.cores_used), order.break_pos.size)
+    breaks = np.tile(order.break_pos, layout.cores_used)
+    keys = np.concatenate([core * order.length + pos, cores * order.length + breaks])
+    values = np.concatenate([value, np.full(breaks.size, layout.zero_point, dtype=np.uint8)])
+    sort = np.argsort(keys, kind="stable")  # a weight before the flush at the same position
+    keys, values = keys[sort], values[sort]
+    first = np.ones(keys.size, dtype=bool)
+    first[1:] = keys[1:] != keys[:-1]
+    keys, values = keys[first], values[first]
+    return _events_sorted(keys // order.length, keys % order.length, values, layout)
+
+
+def _events_sorted(core, pos, value, layout: V7Layout) -> _Events:
+    per_core = np.bincount(core, minlength=layout.cores_used)
+    prev = np.empty_like(pos)
+    prev[1:] = pos[:-1]
+    starts = np.concatenate([[0], np.cumsum(per_core)[:-1]])
+    prev[starts] = -1
+    return _Events(core, pos, value, pos - prev - 1, per_core)
+
+
+def _dense_events(padded: np.ndarray, order: StreamOrder, layout: V7Layout) -> _Events:
+    values = padded.ravel()[dense_gather(layout)]
+    mask = values != layout.zero_point
+    mask[:, order.break_pos] = True
+    core, pos = np.nonzero(mask)
+    return _events_sorted(core, pos, values[core, pos], layout)
+
+
+def _stream_sizes(events: _Events, nfields: int, zrl_bits: int) -> np.ndarray:
+    """Bytes of every core stream (64-aligned): an event costs gap // 2**zrl_bits full tokens
+    of 2**zrl_bits - 1 zero points plus its own token."""
+    gaps = events.gap > 0
+    full = np.bincount(
+        events.core[gaps], weights=events.gap[gaps] >> zrl_bits, minlength=events.per_core.size
     ).astype(np.int64)
-    bits = STREAM_HEADER_BITS + tokens * (zrl_bits + VALUE_BITS) + SIDE_FIELD_BITS * fields
-    words = -(-bits // WORD_BITS)
-    return -(-words * 4 // ALIGNMENT) * ALIGNMENT
+    tokens = events.per_core + full
+    bits = STREAM_HEADER_BITS + tokens * (zrl_bits + VALUE_BITS) + SIDE_FIELD_BITS * nfields
+    return -(-(-(-bits // WORD_BITS) * 4) // ALIGNMENT) * ALIGNMENT
 
 
 def choose_zrl_bits(
-    runs: _Runs, fields: int, max_zrl_bits: int, config: WeightCompressionConfig, mesa_zrl: bool
+    events: _Events, nfields: int, max_zrl_bits: int, config: WeightCompressionConfig, mesa: bool
 ) -> int:
+    """zrl_bits per ``config``; ``mesa`` says whether Mesa would try zero runs at all."""
     if not config.enabled:
         return 0
-    sizes = {z: int(_stream_sizes(runs, fields, z).sum()) for z in range(max_zrl_bits + 1)}
+    sizes = [int(_stream_sizes(events, nfields, z).sum()) for z in range(max_zrl_bits + 1)]
     if config.search:
-        return min(sizes, key=lambda z: (sizes[z], z))
-    if not mesa_zrl:  # Mesa: pointwise and add jobs never use zero runs
+        return int(np.argmin(sizes))  # the smallest; ties to fewer bits
+    if not mesa:  # Mesa: pointwise and add jobs never use zero runs
         return 0
     best = max_zrl_bits  # Mesa: from the maximum down, stop as soon as the size grows
     for z in range(max_zrl_bits - 1, -1, -1):
@@ -355,6 +202,16 @@ def choose_zrl_bits(
             break
         best = z
     return best
+
+
+def _check(weights: np.ndarray, shape: tuple[int, ...], biases, offsets, layout: V7Layout) -> None:
+    if weights.shape != shape:
+        raise ValueError(f"v7 encode: weights shape {weights.shape}, expected {shape}")
+    if len(biases) != layout.oc or len(offsets) != layout.slots:
+        raise ValueError(
+            f"v7 encode: {len(biases)} biases and {len(offsets)} offsets for "
+            f"{layout.oc} kernels in {layout.slots} slots"
+        )
 
 
 def encode_v7(
@@ -377,73 +234,110 @@ def encode_v7(
     default: not for 1x1 kernels); only ``config.search=False`` honours it.
     """
     weights = np.asarray(weights, dtype=np.uint8)
-    expected = (layout.oc, layout.ic, layout.kh, layout.kw)
-    if weights.shape != expected:
-        raise ValueError(f"v7 encode: weights shape {weights.shape}, layout wants {expected}")
-    if len(biases) != layout.oc or len(offsets) != layout.slots:
-        raise ValueError(
-            f"v7 encode: {len(biases)} biases and {len(offsets)} offsets for "
-            f"{layout.oc} kernels in {layout.slots} slots"
-        )
+    _check(weights, (layout.oc, layout.ic, layout.kh, layout.kw), biases, offsets, layout)
     padded = np.full((layout.slots, layout.kernel_size), layout.zero_point, dtype=np.uint8)
     padded[: layout.oc] = weights.reshape(layout.oc, -1)
-    fields_bias = np.zeros(layout.slots, dtype=np.int32)
-    fields_bias[: layout.oc] = bias_fields(weights, biases, layout.zero_point, input_zero_point)
-    plan = _plan(layout)
-    values = padded.ravel()[plan.gather]
-    runs = _runs(values, layout.zero_point, plan.breaks)
-    nfields = plan.field_pos.size
+    order = stream_order(layout)
+    events = _dense_events(padded, order, layout)
+    fields = bias_fields(weights, biases, layout.zero_point, input_zero_point)
+    return _encode(events, order, layout, fields, offsets, max_zrl_bits, config, mesa_zrl)
+
+
+def encode_v7_depthwise(
+    weights: np.ndarray,
+    biases: np.ndarray,
+    offsets: np.ndarray,
+    layout: V7Layout,
+    *,
+    input_zero_point: int,
+    max_zrl_bits: int,
+    config: WeightCompressionConfig = WeightCompressionConfig(),  # noqa: B008 (frozen)
+    mesa_zrl: bool | None = None,
+) -> V7Encoded:
+    """:func:`encode_v7` of ``expand_depthwise(weights)``, byte for byte, from the depthwise
+    weights [OC, 1, KH, KW] alone (``layout.ic`` is OC, the expanded input channels)."""
+    weights = np.asarray(weights, dtype=np.uint8)
+    _check(weights, (layout.oc, 1, layout.kh, layout.kw), biases, offsets, layout)
+    if layout.ic != layout.oc:
+        raise ValueError(f"v7 encode: expanded depthwise needs ic == oc, got {layout.ic}")
+    plane = layout.kh * layout.kw
+    slots = np.arange(layout.oc)[:, None]
+    core, pos = positions(layout, slots, slots * plane + np.arange(plane)[None, :])
+    flat = weights.reshape(layout.oc, plane)
+    keep = flat != layout.zero_point
+    order = stream_order(layout)
+    events = _events(core[keep], pos[keep], flat[keep], order, layout)
+    fields = bias_fields(weights, biases, layout.zero_point, input_zero_point)
+    return _encode(events, order, layout, fields, offsets, max_zrl_bits, config, mesa_zrl)
+
+
+def _encode(
+    events: _Events,
+    order: StreamOrder,
+    layout: V7Layout,
+    fields_bias: np.ndarray,
+    offsets: np.ndarray,
+    max_zrl_bits: int,
+    config: WeightCompressionConfig,
+    mesa_zrl: bool | None,
+) -> V7Encoded:
+    nfields = order.field_pos.size
     if mesa_zrl is None:
         mesa_zrl = not (layout.kh == layout.kw == 1)
-    zrl = choose_zrl_bits(runs, nfields, max_zrl_bits, config, mesa_zrl)
-    sizes = _stream_sizes(runs, nfields, zrl)
-
-    period = 1 << zrl
+    zrl = choose_zrl_bits(events, nfields, max_zrl_bits, config, mesa_zrl)
+    sizes = _stream_sizes(events, nfields, zrl)
     token_bits = zrl + VALUE_BITS
-    run_field = runs.before % period
-    emit = ~runs.is_zp | (run_field == period - 1) | plan.breaks[None, :]
-    emitted = np.cumsum(emit, axis=1)
-    fields_before = np.searchsorted(plan.field_pos, np.arange(values.shape[1]), side="left")
+    full_run = (1 << zrl) - 1
+    # Each event: gap >> zrl full tokens (2**zrl - 1 zero points, then one more), then its own.
+    count = (events.gap >> zrl) + 1
+    ends = np.cumsum(count)
+    core_first = np.concatenate(
+        [[0], np.cumsum(np.bincount(events.core, weights=count, minlength=layout.cores_used))[:-1]]
+    )
+    core_first = core_first.astype(np.int64)
+    ntokens = int(ends[-1])
+    owner = np.repeat(np.arange(count.size), count)
+    values = np.full(ntokens, full_run | (layout.zero_point << zrl), dtype=np.uint64)
+    values[ends - 1] = (events.gap & full_run) | (events.value.astype(np.int64) << zrl)
+    rank = np.arange(ntokens) - core_first[events.core[owner]]
+    fields_before = np.searchsorted(order.field_pos, events.pos, side="left")
     base = (layout.header_bytes + np.concatenate([[0], np.cumsum(sizes)[:-1]])) * 8
-    core, pos = np.nonzero(emit)
     token_offsets = (
-        base[core]
+        base[events.core[owner]]
         + STREAM_HEADER_BITS
-        + (emitted[core, pos] - 1) * token_bits
-        + SIDE_FIELD_BITS * fields_before[pos]
+        + rank * token_bits
+        + SIDE_FIELD_BITS * fields_before[owner]
     )
-    token_values = run_field[core, pos].astype(np.uint64) | (
-        values[core, pos].astype(np.uint64) << np.uint64(zrl)
+    # A field follows the tokens of the event at its position (always an event: a flush).
+    cores = np.arange(layout.cores_used)[:, None]
+    at = np.searchsorted(
+        events.core * order.length + events.pos, cores * order.length + order.field_pos
     )
-    field_index = np.arange(nfields)
+    done = ends[at] - core_first[:, None]
     field_offsets = (
         base[:, None]
         + STREAM_HEADER_BITS
-        + emitted[:, plan.field_pos] * token_bits
-        + SIDE_FIELD_BITS * field_index[None, :]
+        + done * token_bits
+        + SIDE_FIELD_BITS * np.arange(nfields)[None, :]
     )
-    slot_fields = np.where(
-        plan.field_is_bias[None, :],
-        fields_bias.view(np.uint32)[plan.field_slot],
-        np.asarray(offsets, dtype=np.uint32)[plan.field_slot],
+    bias = np.zeros(layout.slots, dtype=np.uint32)
+    bias[: layout.oc] = fields_bias.view(np.uint32)
+    field_values = np.where(
+        order.field_is_bias[None, :],
+        bias[order.field_slot],
+        np.asarray(offsets, dtype=np.uint32)[order.field_slot],
     )
     headers = np.full(layout.cores_used, zrl | (layout.kernels_per_core << ZRL_FIELD_BITS))
     total = layout.header_bytes + int(sizes.sum())
-    body = pack_fields(
+    out = pack_fields(
         np.concatenate([base, token_offsets, field_offsets.ravel()]),
-        np.concatenate(
-            [
-                headers.astype(np.uint64),
-                token_values,
-                slot_fields.ravel().astype(np.uint64),
-            ]
-        ),
+        np.concatenate([headers.astype(np.uint64), values, field_values.ravel().astype(np.uint64)]),
         total,
     )
     header_words = np.zeros(layout.nn_cores, dtype="<u4")
     header_words[: layout.cores_used] = sizes
-    body[: header_words.nbytes] = header_words.view(np.uint8)
-    return V7Encoded(body.tobytes(), zrl, tuple(int(s) for s in sizes))
+    out[: header_words.nbytes] = header_words.view(np.uint8)
+    return V7Encoded(out.tobytes(), zrl, tuple(int(s) for s in sizes))
 
 
 def decode_v7(
@@ -461,9 +355,10 @@ def decode_v7(
     if buf.size < header:
         raise WeightStreamError(f"buffer of {buf.size} bytes is shorter than its header")
     sizes = buf[: layout.nn_cores * 4].view("<u4").astype(np.int64)
-    plan = _plan(layout)
+    order = stream_order(layout)
+    gather = dense_gather(layout)
     weights = np.full((layout.slots, layout.kernel_size), layout.zero_point, dtype=np.uint8)
-    fields = np.zeros(plan.field_slot.shape, dtype=np.uint32)
+    fields = np.zeros(order.field_slot.shape, dtype=np.uint32)
     start = header
     zrl_seen = 0
     for core in range(layout.nn_cores):
@@ -486,15 +381,15 @@ def decode_v7(
                 bit_offset=start * 8,
             )
         seq, fields[core], zrl_seen = _decode_core(
-            buf[start : start + size], start * 8, plan, layout, core, max_zrl_bits
+            buf[start : start + size], start * 8, order, layout, core, max_zrl_bits
         )
-        weights.ravel()[plan.gather[core]] = seq
+        weights.ravel()[gather[core]] = seq
         start += size
     bias = np.zeros(layout.slots, dtype=np.uint32)
     offs = np.zeros(layout.slots, dtype=np.uint32)
-    is_bias = np.broadcast_to(plan.field_is_bias, fields.shape)
-    bias[plan.field_slot[is_bias]] = fields[is_bias]
-    offs[plan.field_slot[~is_bias]] = fields[~is_bias]
+    is_bias = np.broadcast_to(order.field_is_bias, fields.shape)
+    bias[order.field_slot[is_bias]] = fields[is_bias]
+    offs[order.field_slot[~is_bias]] = fields[~is_bias]
     return V7Decoded(
         weights.reshape(layout.slots, layout.ic, layout.kh, layout.kw),
         bias.view(np.int32),
@@ -504,7 +399,7 @@ def decode_v7(
 
 
 def _decode_core(
-    stream: np.ndarray, base_bit: int, plan: _Plan, layout: V7Layout, core: int, max_zrl: int
+    stream: np.ndarray, base_bit: int, order: StreamOrder, layout: V7Layout, core: int, max_zrl: int
 ) -> tuple[np.ndarray, np.ndarray, int]:
     windows = byte_windows(stream)
     nbits = stream.size * 8
@@ -526,12 +421,12 @@ def _decode_core(
     # Token counts on each of the token_bits phases, as prefix sums: a segment of n weights
     # between side fields is then one binary search.
     prefix = [np.concatenate([[0], np.cumsum(counts[p::token_bits])]) for p in range(token_bits)]
-    targets = np.append(plan.field_pos + 1, plan.gather.shape[1])
+    targets = np.append(order.field_pos + 1, order.length)
     seg_phase, seg_first, seg_end = [], [], []
     field_offsets = []
     offset, done = STREAM_HEADER_BITS, 0
     for index, target in enumerate(targets.tolist()):
-        is_field = index < plan.field_pos.size
+        is_field = index < order.field_pos.size
         need = target - done
         first, phase = divmod(offset - STREAM_HEADER_BITS, token_bits)
         sums = prefix[phase]
@@ -574,7 +469,7 @@ def _decode_core(
     )
     tokens = read_fields(windows, token_offsets, token_bits)
     runs = (tokens & np.uint64(run_mask)).astype(np.int64)
-    seq = np.full(plan.gather.shape[1], layout.zero_point, dtype=np.uint8)
+    seq = np.full(order.length, layout.zero_point, dtype=np.uint8)
     seq[np.cumsum(runs + 1) - 1] = (tokens >> np.uint64(zrl)).astype(np.uint8)
     fields = read_fields(windows, field_offsets, SIDE_FIELD_BITS).astype(np.uint32)
     return seq, fields, zrl

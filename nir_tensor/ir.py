@@ -294,7 +294,7 @@ class Graph:
 
     def replace_tensor(self, old: Tensor, new: Tensor, *, skip: Node | None = None) -> None:
         """Make every consumer of ``old`` (but ``skip``) and the graph outputs use ``new``."""
-        for user in self.consumers(old):
+        for user in dict.fromkeys(self.consumers(old)):  # a node may read ``old`` twice
             if user is skip:
                 continue
             inputs = tuple(new if t is old else t for t in user.inputs)

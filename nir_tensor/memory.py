@@ -26,8 +26,7 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 
 from .ir import Graph, Op, Tensor
-from .params import VIEW_PARAMS, ConcatView
-from .physical import nbytes
+from .physical import nbytes, view_parts, view_span
 
 # Element-wise ops whose reference semantics allow writing over an input element by element.
 INPLACE_OPS = frozenset(
@@ -95,20 +94,17 @@ def _lifetimes(graph: Graph, tensors: Sequence[Tensor]) -> dict[Tensor, tuple[in
     return {t: (first[t], max(last.get(t, first[t]), first[t])) for t in tensors}
 
 
-def _view_parents(graph: Graph) -> dict[Tensor, tuple[Tensor, int]]:
+def _view_parents(graph: Graph, spans: dict[Tensor, int]) -> dict[Tensor, tuple[Tensor, int]]:
+    """Every view part's (base, offset); a strided part's span replaces its size."""
     parents: dict[Tensor, tuple[Tensor, int]] = {}
     for node in graph:
-        p = node.params
-        if not isinstance(p, VIEW_PARAMS):
-            continue
-        if isinstance(p, ConcatView):
-            pairs = [(t, node.output, off) for t, off in zip(node.inputs, p.offsets, strict=True)]
-        else:
-            pairs = [(t, node.input, off) for t, off in zip(node.outputs, p.offsets, strict=True)]
-        for part, base, offset in pairs:
+        strided = getattr(node.params, "strided", False)
+        for part, base, begin, offset in view_parts(node):
             if part in parents:
                 raise PlanError(f"{part!r} is a view of two tensors")
             parents[part] = (base, offset)
+            if strided:
+                spans[part] = view_span(base, part, begin, strided=True)
     return parents
 
 
@@ -146,26 +142,29 @@ def _plan_inplace(
     graph: Graph, groups: _Groups, inplace_ops: frozenset[Op], pinned: set[Tensor]
 ) -> list[tuple[Tensor, Tensor]]:
     pairs = []
-    io = {id(t) for t in (*graph.inputs, *graph.outputs)}
+    # A graph input is the caller's data; never write over it. (A graph output lives to the
+    # end, so it never dies at a node and is never written over either.)
+    graph_inputs = {id(t) for t in graph.inputs}
     members = groups.members()
     for i, node in enumerate(graph.nodes):
         if node.op not in inplace_ops or len(node.outputs) != 1:
             continue
         out = node.output
-        if out in groups.parents or out in pinned or id(out) in io:
+        if out in groups.parents or out in pinned:
             continue
         for x in node.inputs:
-            if x is None or x.is_constant or id(x) in io or x in pinned:
+            if x is None or x.is_constant or id(x) in graph_inputs or x in pinned:
                 continue
             root, _ = groups.resolve(x)
-            if root is not x or len(members.get(x, [])) != 1:
-                continue  # x shares its buffer: writing over it would clobber the others
+            others = [m for m in members.get(root, []) if m is not x]
+            if any(groups.lifetimes[m][1] >= i for m in others):
+                continue  # another tensor in this buffer is still read: do not clobber it
             if groups.lifetimes[x][1] != i or groups.sizes[x] != groups.sizes[out]:
                 continue
             if x.shape != out.shape or x.layout != out.layout:
                 continue
             groups.parents[out] = (x, 0)
-            members[x].append(out)
+            members[root].append(out)
             members.pop(out, None)
             pairs.append((x, out))
             break
@@ -208,8 +207,9 @@ def plan_memory(
     assert alignment >= 1
     tensors = [t for t in graph.tensors() if not t.is_constant]
     sizes = {t: nbytes(t) for t in tensors}
+    spans_in_base = dict(sizes)  # bytes a tensor covers inside its buffer
     lifetimes = _lifetimes(graph, tensors)
-    parents = _view_parents(graph)
+    parents = _view_parents(graph, spans_in_base)
     pinned: set[Tensor] = set()
     for a, b in contiguous:
         for t in (a, b):
@@ -226,7 +226,7 @@ def plan_memory(
     for root, ts in members.items():
         for t in ts:
             within[t] = groups.resolve(t)[1]
-        extents[root] = max(within[t] + sizes[t] for t in ts)
+        extents[root] = max(within[t] + spans_in_base[t] for t in ts)
         spans[root] = groups.span(ts)
     offsets = _place(extents, spans, alignment)
     buffers = tuple(

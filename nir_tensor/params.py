@@ -52,9 +52,11 @@ class ConvAddParams:
 @dataclass(frozen=True, slots=True)
 class ConcatView(AxisParams):
     """A CONCATENATION whose inputs are views of its output: input i starts ``offsets[i]``
-    bytes into the output's buffer."""
+    bytes into the output's buffer. ``strided``: the parts are addressed with the base's
+    strides (not contiguous ranges)."""
 
     offsets: tuple[int, ...] = ()
+    strided: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,6 +64,7 @@ class SplitView(AxisParams):
     """A SPLIT whose outputs are views of its input: output i starts ``offsets[i]`` bytes in."""
 
     offsets: tuple[int, ...] = ()
+    strided: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,6 +72,7 @@ class SliceView(StridedSliceParams):
     """A STRIDED_SLICE (stride 1) whose output is the input's bytes from ``offsets[0]`` on."""
 
     offsets: tuple[int, ...] = ()
+    strided: bool = False
 
 
 @dataclass(frozen=True, slots=True)

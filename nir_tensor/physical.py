@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import math
 
-from .ir import LayoutKind, Tensor
+from .ir import LayoutKind, Node, Tensor
+from .params import VIEW_PARAMS, ConcatView, SliceView
 
 
 def nbytes(t: Tensor) -> int:
@@ -42,12 +43,16 @@ def physical_box(t: Tensor, begin: tuple[int, ...], extent: tuple[int, ...]):
     )
 
 
-def view_offset(base: Tensor, part: Tensor, begin: tuple[int, ...]) -> int | None:
-    """Byte offset of ``part`` = ``base[begin : begin + part.shape]`` when it is one contiguous
-    range of ``base`` 's buffer in the same layout and type, else None.
+def view_offset(
+    base: Tensor, part: Tensor, begin: tuple[int, ...], *, strided: bool = False
+) -> int | None:
+    """Byte offset of ``part`` = ``base[begin : begin + part.shape]`` inside ``base`` 's buffer
+    (same layout and type), or None when it is not a view.
 
-    Contiguous means: on the physical axes, every axis before the one the part cuts has
-    extent 1, and every axis after it is whole.
+    By default the part must be one contiguous range: on the physical axes, every axis before
+    the one the part cuts has extent 1, and every axis after it is whole. With ``strided`` any
+    box is a view, addressed with the base's strides (a DMA with line and surface strides, as
+    rocket's row tasks read one surface after another, rocket-nvdla.md §5).
     """
     if part.layout != base.layout or part.dtype is not base.dtype:
         return None
@@ -56,7 +61,44 @@ def view_offset(base: Tensor, part: Tensor, begin: tuple[int, ...]) -> int | Non
         return None
     shape, start, extent = box
     cut = max((i for i in range(len(shape)) if extent[i] != shape[i]), default=0)
-    if any(extent[i] != 1 for i in range(cut)):
+    if not strided and any(extent[i] != 1 for i in range(cut)):
         return None
-    strides = [math.prod(shape[i + 1 :]) for i in range(len(shape))]
-    return sum(s * st for s, st in zip(start, strides, strict=True)) * base.dtype.size
+    return sum(s * st for s, st in zip(start, strides(shape), strict=True)) * base.dtype.size
+
+
+def strides(shape: tuple[int, ...]) -> list[int]:
+    """Row-major element strides of a physical shape."""
+    return [math.prod(shape[i + 1 :]) for i in range(len(shape))]
+
+
+def view_span(base: Tensor, part: Tensor, begin: tuple[int, ...], *, strided: bool) -> int:
+    """Bytes from a view's first element to just past its last one inside the base."""
+    if not strided:
+        return nbytes(part)
+    box = physical_box(base, begin, part.shape)
+    assert box is not None, f"{part!r} at {begin} is not a box of {base!r}"
+    shape, _, extent = box
+    last = sum((e - 1) * st for e, st in zip(extent, strides(shape), strict=True))
+    return (last + 1) * base.dtype.size
+
+
+def view_parts(node: Node) -> list[tuple[Tensor, Tensor, tuple[int, ...], int]]:
+    """(part, base, logical begin, recorded byte offset) of every part of a view node."""
+    p = node.params
+    if not isinstance(p, VIEW_PARAMS):
+        return []
+    if isinstance(p, ConcatView):
+        base, parts = node.output, node.inputs
+    else:
+        base, parts = node.input, node.outputs
+    result = []
+    for i, part in enumerate(parts):
+        if isinstance(p, SliceView):
+            begin = p.begin
+        elif hasattr(p, "axis"):
+            begin = [0, 0, 0, 0]
+            begin[p.axis] = sum(t.shape[p.axis] for t in parts[:i])
+        else:
+            begin = (0, 0, 0, 0)
+        result.append((part, base, tuple(begin), p.offsets[i] if i < len(p.offsets) else -1))
+    return result

@@ -11,7 +11,7 @@ from collections.abc import Callable
 from ..gallium.operation import ConvParams
 from . import params, shapes
 from .ir import Graph, Node, Op, OpGroup
-from .physical import view_offset
+from .physical import view_offset, view_parts
 
 
 class ValidationError(ValueError):
@@ -109,22 +109,14 @@ def _view(node: Node) -> str | None:
     p = node.params
     if not isinstance(p, params.VIEW_PARAMS):
         return None
-    if isinstance(p, params.ConcatView):
-        base, parts = node.output, node.inputs
-    else:
-        base, parts = node.input, node.outputs
+    parts = node.inputs if isinstance(p, params.ConcatView) else node.outputs
     if len(p.offsets) != len(parts):
         return f"{len(p.offsets)} view offsets for {len(parts)} parts"
     if isinstance(p, params.ReshapeView):
         return None if p.offsets == (0,) else "a reshape view starts at offset 0"
-    for i, part in enumerate(parts):
-        if isinstance(p, params.SliceView):
-            begin = p.begin
-        else:
-            begin = [0, 0, 0, 0]
-            begin[p.axis] = sum(t.shape[p.axis] for t in parts[:i])
-        if view_offset(base, part, tuple(begin)) != p.offsets[i]:
-            return f"view offset {p.offsets[i]} of {part!r} does not match its layout"
+    for part, base, begin, offset in view_parts(node):
+        if view_offset(base, part, begin, strided=p.strided) != offset:
+            return f"view offset {offset} of {part!r} does not match its layout"
     return None
 
 

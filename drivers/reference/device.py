@@ -2,6 +2,8 @@
 
 It compiles a subgraph to its nir_tensor graph (serialized through ``nir_tensor.serialize``),
 and invoking runs :class:`nir_tensor.evaluate.Evaluator`. Every driver is compared against it.
+With a lowering pipeline (``reference:<pipeline>``) the graph is lowered before it is stored,
+so the evaluator runs the lowered graph; the pass timings are kept on the subgraph.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from ...nir_tensor import serialize
 from ...nir_tensor.builder import build_graph, pipe_from_tensor
 from ...nir_tensor.evaluate import Evaluator, kernel_problem
 from ...nir_tensor.ir import Graph
+from ...nir_tensor.pipeline import Pipeline, PipelineResult, run_pipeline
 
 DRIVER = "reference"
 ACTIVATION_TYPES = (ElementType.UINT8, ElementType.INT8, ElementType.INT16)
@@ -42,8 +45,9 @@ RULES = (rule_activation_types, rule_has_kernel)
 class ReferenceSubgraph(MlSubgraph):
     driver = DRIVER
 
-    def __init__(self, graph: Graph) -> None:
+    def __init__(self, graph: Graph, lowering: PipelineResult | None = None) -> None:
         self.graph = graph
+        self.lowering = lowering  # the pipeline run that produced ``graph``, if any
         self.inputs = tuple(pipe_from_tensor(t) for t in graph.inputs)
         self.outputs = tuple(pipe_from_tensor(t) for t in graph.outputs)
 
@@ -92,6 +96,11 @@ class ReferenceContext(MlContext):
 class ReferenceDevice(MlDevice):
     name = DRIVER
 
+    def __init__(self, pipeline: Pipeline | None = None) -> None:
+        self.pipeline = pipeline
+        if pipeline is not None:
+            self.name = f"{DRIVER}:{pipeline.name}"
+
     def operation_supported(self, op: PipeMlOperation) -> str | None:
         for rule in RULES:
             reason = rule(op)
@@ -100,7 +109,11 @@ class ReferenceDevice(MlDevice):
         return None
 
     def subgraph_create(self, ops: Sequence[PipeMlOperation]) -> ReferenceSubgraph:
-        return ReferenceSubgraph(build_graph(ops))
+        graph = build_graph(ops)
+        if self.pipeline is None:
+            return ReferenceSubgraph(graph)
+        lowered = run_pipeline(graph, self.pipeline)
+        return ReferenceSubgraph(lowered.graph, lowered)
 
     def create_context(self) -> ReferenceContext:
         return ReferenceContext()

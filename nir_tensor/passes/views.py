@@ -14,12 +14,18 @@ become the view record of ``nir_tensor.params`` (``ConcatView``, ``SplitView``, 
 output, or the input of the others. The memory planner places parts inside their base; a
 driver emits no job for a view. Exact: no value changes.
 
+With ``strided`` (rocket), a part is also a view when it is any box of the base, addressed with
+the base's line and surface strides: row tiles of an NC1HWC2 tensor with several channel
+groups are then views too.
+
 A tensor may be a part of one base only: a concatenation input that is already a view (of a
 split, a slice, a reshape or another concatenation) keeps its node; so does a concatenation of
 a graph input or a constant (they are not written by a node of the graph).
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 from ...gallium.operation import AxisParams, StridedSliceParams
 from ..ir import Graph, LayoutKind, Node, Op, Tensor
@@ -40,12 +46,17 @@ def is_view_part(graph: Graph, t: Tensor) -> bool:
     return any(u.op is Op.CONCAT and _is_view(u) for u in graph.consumers(t))
 
 
-def _offsets_along(base: Tensor, parts, axis: int) -> tuple[int, ...] | None:
+@dataclass(frozen=True, slots=True)
+class _Ctx:
+    strided: bool
+
+
+def _offsets_along(base: Tensor, parts, axis: int, ctx: _Ctx) -> tuple[int, ...] | None:
     offsets, at = [], 0
     for part in parts:
         begin = [0, 0, 0, 0]
         begin[axis] = at
-        offset = view_offset(base, part, tuple(begin))
+        offset = view_offset(base, part, tuple(begin), strided=ctx.strided)
         if offset is None:
             return None
         offsets.append(offset)
@@ -53,7 +64,7 @@ def _offsets_along(base: Tensor, parts, axis: int) -> tuple[int, ...] | None:
     return tuple(offsets)
 
 
-def _concat(graph: Graph, node: Node, ctx: None) -> list[Node] | None:
+def _concat(graph: Graph, node: Node, ctx: _Ctx) -> list[Node] | None:
     if _is_view(node):
         return None
     parts = node.inputs
@@ -62,32 +73,32 @@ def _concat(graph: Graph, node: Node, ctx: None) -> list[Node] | None:
     for t in parts:
         if t.is_constant or graph.producer(t) is None or is_view_part(graph, t):
             return None
-    offsets = _offsets_along(node.output, parts, node.params.axis)
+    offsets = _offsets_along(node.output, parts, node.params.axis, ctx)
     if offsets is None:
         return None
-    return [node.with_(params=ConcatView(node.params.axis, offsets))]
+    return [node.with_(params=ConcatView(node.params.axis, offsets, ctx.strided))]
 
 
-def _split(graph: Graph, node: Node, ctx: None) -> list[Node] | None:
+def _split(graph: Graph, node: Node, ctx: _Ctx) -> list[Node] | None:
     if _is_view(node) or node.input.is_constant:
         return None
-    offsets = _offsets_along(node.input, node.outputs, node.params.axis)
+    offsets = _offsets_along(node.input, node.outputs, node.params.axis, ctx)
     if offsets is None:
         return None
-    return [node.with_(params=SplitView(node.params.axis, offsets))]
+    return [node.with_(params=SplitView(node.params.axis, offsets, ctx.strided))]
 
 
-def _slice(graph: Graph, node: Node, ctx: None) -> list[Node] | None:
+def _slice(graph: Graph, node: Node, ctx: _Ctx) -> list[Node] | None:
     p = node.params
     if _is_view(node) or node.input.is_constant or set(p.strides) != {1}:
         return None
-    offset = view_offset(node.input, node.output, p.begin)
+    offset = view_offset(node.input, node.output, p.begin, strided=ctx.strided)
     if offset is None:
         return None
-    return [node.with_(params=SliceView(p.begin, p.end, p.strides, (offset,)))]
+    return [node.with_(params=SliceView(p.begin, p.end, p.strides, (offset,), ctx.strided))]
 
 
-def _reshape(graph: Graph, node: Node, ctx: None) -> list[Node] | None:
+def _reshape(graph: Graph, node: Node, ctx: _Ctx) -> list[Node] | None:
     a, b = node.input, node.output
     if _is_view(node) or a.is_constant or a.dtype is not b.dtype:
         return None
@@ -104,9 +115,13 @@ RULES = rules(
 )
 
 
-def lower_views(graph: Graph) -> bool:
+def lower_views(graph: Graph, *, strided: bool = False) -> bool:
     """Turn every concatenation, split, stride-1 slice and reshape whose parts are contiguous
     in the physical layout into a view (see the module docstring).
+
+    Options: ``strided`` also makes views of parts that are boxes of the base addressed with
+    its strides (for a driver whose DMA takes line and surface strides, like rocket's row
+    tasks); the view records say so.
 
     Preconditions: layouts are final (offsets depend on them), so this runs after
     ``lower_layouts``; CONCAT/SPLIT params are ``AxisParams`` and slices
@@ -117,4 +132,4 @@ def lower_views(graph: Graph) -> bool:
             assert isinstance(n.params, AxisParams), f"{n!r}: params {n.params!r}"
         if n.op is Op.STRIDED_SLICE:
             assert isinstance(n.params, StridedSliceParams), f"{n!r}: params {n.params!r}"
-    return rewrite_graph(graph, RULES)
+    return rewrite_graph(graph, RULES, _Ctx(strided))

@@ -111,3 +111,22 @@ def test_a_rule_that_never_settles_is_reported():
 
     with pytest.raises(RewriteError, match="keeps rewriting"):
         rewrite_graph(graph, rules((Op.RESHAPE, churn)))
+
+
+def test_forwarding_into_a_node_that_reads_the_tensor_twice():
+    x, y, z = t(1, 2, 2, 3), t(1, 2, 2, 3), t(1, 2, 2, 6)
+    graph = Graph.build(
+        [
+            Node(Op.RESHAPE, (x,), (y,), origin=0),
+            Node(Op.CONCAT, (y, y), (z,), AxisParams(3), origin=1),
+        ],
+        [x],
+        [z],
+    )
+
+    def identity(graph, node, ctx):
+        return Replacement((), ((node.output, node.input),))
+
+    assert rewrite_graph(graph, rules((Op.RESHAPE, identity)))
+    (concat,) = graph.nodes
+    assert concat.inputs == (x, x) and graph.consumers(x) == [concat, concat]

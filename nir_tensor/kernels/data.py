@@ -1,10 +1,16 @@
-"""Data-movement kernels: no arithmetic on values, so exact by construction."""
+"""Data-movement kernels: no arithmetic on values, so exact by construction.
+
+The one exception is uint8 CONCATENATION, which TFLite requantizes per input
+(``reference_ops::ConcatenationWithScaling``, LiteRT ``internal/reference/concatenation.h``).
+"""
 
 from __future__ import annotations
 
 import numpy as np
 
-from ..ir import Node, Op
+from ...gallium.tensor import ElementType
+from ...util.fixedpoint import round_half_away_array
+from ..ir import Node, Op, Tensor
 from .base import Kernel, Run
 
 
@@ -14,9 +20,51 @@ def prepare_identity(node: Node) -> Run:
     return lambda v: [v[0].reshape(shape)]
 
 
+def concat_requantize_table(inp: Tensor, out: Tensor) -> np.ndarray | None:
+    """``ConcatenationWithScaling`` (uint8 only) for one input, as a 256-entry table.
+
+    TFLite rescales in float32: ``round(q * s + b) + zp_out`` with ``s = s_in * (1 / s_out)``
+    and ``b = -zp_in * s``; an input whose scale and zero point equal the output's is copied.
+    """
+    f32 = np.float32
+    if inp.quant.zero_point == out.quant.zero_point and f32(inp.quant.scale) == f32(
+        out.quant.scale
+    ):
+        return None
+    scale = f32(inp.quant.scale) * (f32(1) / f32(out.quant.scale))
+    bias = f32(-inp.quant.zero_point) * scale
+    values = np.arange(256).astype(f32) * scale + bias
+    rounded = round_half_away_array(values.astype(np.float64)).astype(np.int64)
+    return np.clip(rounded + out.quant.zero_point, 0, 255).astype(np.uint8)
+
+
 def prepare_concat(node: Node) -> Run:
     axis = node.params.axis
-    return lambda v: [np.concatenate(v, axis=axis)]
+    out = node.output
+    tables = [None] * len(node.inputs)
+    if out.dtype is ElementType.UINT8:
+        tables = [concat_requantize_table(t, out) for t in node.inputs]
+
+    def run(v: list[np.ndarray | None]) -> list[np.ndarray]:
+        parts = [x if table is None else table[x] for x, table in zip(v, tables, strict=True)]
+        return [np.concatenate(parts, axis=axis)]
+
+    return run
+
+
+def concat_problem(node: Node) -> str | None:
+    """CONCATENATION requantizes uint8 inputs; int8 inputs must match the output's quantization
+    (TFLite rejects a mismatch); int16 is copied."""
+    out = node.output
+    for i, t in enumerate(node.inputs):
+        if t.dtype != out.dtype:
+            return f"input {i} is {t.dtype.short}, output {out.dtype.short}"
+        if out.dtype is ElementType.INT8 and (
+            t.quant.zero_point != out.quant.zero_point
+            or np.float32(t.quant.scale) != np.float32(out.quant.scale)
+        ):
+            return "int8 CONCATENATION with differing quantization (TFLite rejects it)"
+    return None
 
 
 def prepare_split(node: Node) -> Run:
@@ -46,7 +94,7 @@ def prepare_strided_slice(node: Node) -> Run:
 KERNELS = {
     Op.RESHAPE: Kernel(prepare_identity),
     Op.LAYOUT: Kernel(prepare_identity),
-    Op.CONCAT: Kernel(prepare_concat),
+    Op.CONCAT: Kernel(prepare_concat, concat_problem),
     Op.SPLIT: Kernel(prepare_split),
     Op.PAD: Kernel(prepare_pad),
     Op.TRANSPOSE: Kernel(prepare_transpose),

@@ -71,7 +71,11 @@ def find_device(name: str | None = None) -> DeviceInfo:
     raise DeviceNotFound(f"unknown device '{name}' (available: {known})")
 
 
+def create_device(info: DeviceInfo) -> MlDevice:
+    """Open the device a probe described (no second probe)."""
+    return _driver(info.driver).create_device(info)
+
+
 def open_device(name: str | None = None) -> MlDevice:
     """Open a device by name (or the default one)."""
-    info = find_device(name)
-    return _driver(info.driver).create_device(info)
+    return create_device(find_device(name))

@@ -54,7 +54,7 @@ GROUPED_LAYOUTS = MappingProxyType(
 )
 
 # etnaviv-ml.md §1 "Layout inference": CONV, FC and CONCAT want planar NCHW; element-wise ops
-# take any layout and propagate it.
+# take any layout and propagate it, and RESHAPE is a "bypass" (an alias in any layout).
 PLANAR_LAYOUTS = MappingProxyType(
     {
         Op.CONV: LayoutRule(NCHW, NCHW),
@@ -67,6 +67,7 @@ PLANAR_LAYOUTS = MappingProxyType(
         Op.CLAMP: ANY,
         Op.LOGISTIC: ANY,
         Op.ABS: ANY,
+        Op.RESHAPE: ANY,
     }
 )
 

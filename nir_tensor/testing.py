@@ -109,7 +109,10 @@ class GraphBuilder:
         clamp: Clamp | str | None = None,
         per_axis: bool = False,
         bias: bool = True,
+        quant: Quant | None = None,
     ) -> Tensor:
+        """A convolution; ``quant`` pins the output quantization (concatenation parts share
+        one, as converters make them)."""
         n, h, w, c = x.shape
         kh, kw = kernel
         if isinstance(padding, str):
@@ -125,7 +128,7 @@ class GraphBuilder:
         oh = conv_output_size(h, kh, stride[0], dilation[0], padding.top, padding.bottom)
         ow = conv_output_size(w, kw, stride[1], dilation[1], padding.left, padding.right)
         gain = float(np.mean(wq.channel_scales(out_channels))) * 58 * math.sqrt(kh * kw * depth)
-        out = self.tensor((n, oh, ow, out_channels), self._out_quant(x, gain))
+        out = self.tensor((n, oh, ow, out_channels), quant or self._out_quant(x, gain))
         b = self._bias(x, wq, out_channels) if bias else None
         params = ConvParams(stride, padding, dilation, depthwise, activation(clamp, out))
         self._add(Op.CONV, (x, weight, b), (out,), params)

@@ -3,9 +3,11 @@
 **lower_add_to_conv** (etnaviv, etnaviv-ml.md §1 "ADD / SUB"): the two operands are
 concatenated along channels (etnaviv places the two buffers back to back) and one 1x1
 convolution with ``2C`` input and ``C`` output channels adds them. The concatenated tensor
-holds the operands' raw bytes and takes the quantization of the *reference* operand ``p``,
-the one with the larger scale; ``o`` is the other, ``r = s_o / s_p <= 1``, and
-``c_p, c_o = ±1`` are the signs of the operation (SUB negates the second operand).
+holds the operands' raw bytes: the *reference* operand ``p`` (the one with the larger scale)
+as it is, the other, ``o``, through a same-shape RESHAPE that reinterprets its bytes with
+``p``'s quantization (a CONCATENATION of differently quantized inputs would requantize them,
+as TFLite's does). ``r = s_o / s_p <= 1``, and ``c_p, c_o = ±1`` are the signs of the
+operation (SUB negates the second operand).
 
 What the convolution computes, exactly, with integer weights ``P`` (on ``p``'s channel) and
 ``O`` (on ``o``'s channel) relative to the weight zero point, weight scale ``ws = fl32(1/A)``
@@ -119,8 +121,12 @@ def _add_to_conv(graph: Graph, node: Node, ctx: None) -> list[Node] | None:
     plan = add_as_conv(node)
     tp, to = node.inputs[plan.reference], node.inputs[1 - plan.reference]
     n, h, w, c = out.shape
+    raw, reinterpret = to, []
+    if to.quant != tp.quant:  # same bytes, read with p's quantization (no requantization)
+        raw = derived(to, "raw", quant=tp.quant)
+        reinterpret = [Node(Op.RESHAPE, (to,), (raw,))]
     joined = derived(tp, "add_in", shape=(n, h, w, 2 * c), rank=4)
-    concat = Node(Op.CONCAT, (tp, to), (joined,), AxisParams(3))
+    concat = Node(Op.CONCAT, (tp, raw), (joined,), AxisParams(3))
     weights = np.full((c, 1, 1, 2 * c), plan.weight_zero_point, dtype=np.int64)
     channels = np.arange(c)
     weights[channels, 0, 0, channels] += plan.p_weight
@@ -131,11 +137,12 @@ def _add_to_conv(graph: Graph, node: Node, ctx: None) -> list[Node] | None:
     bias = np.full((1, 1, 1, c), plan.bias, dtype=np.int32)
     bt = constant(tp, bias, "add_b", dtype=ElementType.INT32, quant=b_quant, rank=1)
     conv = Node(Op.CONV, (joined, wt, bt), (out,), ConvParams(clamp=node.params.clamp))
-    return [concat, conv]
+    return [*reinterpret, concat, conv]
 
 
 def lower_add_to_conv(graph: Graph) -> bool:
-    """Lower each same-shape, two-activation uint8/int8 ADD and SUB to CONCAT + 1x1 CONV.
+    """Lower each same-shape, two-activation uint8/int8 ADD and SUB to RESHAPE (a byte
+    reinterpretation) + CONCAT + 1x1 CONV.
 
     Preconditions: ADD/SUB params are ``ElementwiseParams`` (asserted). Not exact: within
     ``add_as_conv(node).bound`` LSB of TFLite's ADD (1 LSB for mobilenet's ADDs).

@@ -73,6 +73,8 @@ def _concat(graph: Graph, node: Node, ctx: _Ctx) -> list[Node] | None:
     for t in parts:
         if t.is_constant or graph.producer(t) is None or is_view_part(graph, t):
             return None
+        if t.quant != node.output.quant:
+            return None  # the kernel requantizes this part (uint8): that is arithmetic
     offsets = _offsets_along(node.output, parts, node.params.axis, ctx)
     if offsets is None:
         return None
@@ -102,8 +104,10 @@ def _reshape(graph: Graph, node: Node, ctx: _Ctx) -> list[Node] | None:
     a, b = node.input, node.output
     if _is_view(node) or a.is_constant or a.dtype is not b.dtype:
         return None
-    if a.layout.kind is not LayoutKind.NHWC or b.layout.kind is not LayoutKind.NHWC:
-        return None  # row-major reinterpretation is a view only in NHWC
+    same = a.shape == b.shape and a.layout == b.layout  # a pure reinterpretation
+    nhwc = a.layout.kind is LayoutKind.NHWC and b.layout.kind is LayoutKind.NHWC
+    if not (same or nhwc):
+        return None  # a row-major reshape is a view only in NHWC
     return [node.with_(params=ReshapeView())]
 
 

@@ -84,7 +84,8 @@ def test_elementwise_ops_work_in_place():
 def test_concat_parts_are_written_into_their_base():
     b = GraphBuilder(2)
     x = b.input((1, 4, 4, 3))
-    parts = [b.conv(x, 8, (1, 1)), b.conv(x, 16, (1, 1))]
+    q = b.quant(0.05)
+    parts = [b.conv(x, 8, (1, 1), quant=q), b.conv(x, 16, (1, 1), quant=q)]
     graph = b.build([b.concat(parts, 3)])
     lower_layouts(graph, table={Op.CONV: LayoutRule(NCHW, NCHW), Op.CONCAT: LayoutRule(NCHW, NCHW)})
     assert lower_views(graph)
@@ -144,7 +145,7 @@ def test_property_plans_of_lowered_graphs(seed, depth, dtype):
         y = b.conv(y, 16, stride=(1, 1), clamp="relu6")
     y = b.add(y, skip)
     z = b.conv(y, 24, stride=(2, 2))
-    graph = b.build([b.concat([z, b.conv(z, 8, (1, 1))], 3)])
+    graph = b.build([b.concat([z, b.conv(z, 8, (1, 1), quant=z.quant)], 3)])
     lowered = run_pipeline(graph, ALL_EXACT).graph
     for g in (graph, lowered):
         plan = plan_memory(g, alignment=32)

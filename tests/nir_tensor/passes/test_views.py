@@ -26,14 +26,11 @@ def relaid(graph, layout):
 def concat_graph(axis):
     b = GraphBuilder(0)
     x = b.input((1, 4, 5, 3))
-    parts = (
-        [b.conv(x, 16, (1, 1)), b.conv(x, 8, (1, 1))]
-        if axis == 3
-        else [
-            b.conv(x, 3, (1, 1)),
-            b.conv(b.input((1, 2, 5, 3)), 3, (1, 1)),
-        ]
-    )
+    q = b.quant(0.05)
+    if axis == 3:
+        parts = [b.conv(x, 16, (1, 1), quant=q), b.conv(x, 8, (1, 1), quant=q)]
+    else:
+        parts = [b.conv(x, 3, (1, 1), quant=q), b.conv(b.input((1, 2, 5, 3)), 3, (1, 1), quant=q)]
     return b.build([b.concat(parts, axis)])
 
 
@@ -93,6 +90,14 @@ def test_a_layout_change_after_views_is_caught_by_the_validator():
         validate(after)
 
 
+def test_a_requantizing_concat_is_not_a_view():
+    require_kernels(Op.CONV, Op.CONCAT)
+    b = GraphBuilder(5)
+    x = b.input((1, 4, 5, 3))
+    graph = b.build([b.concat([b.conv(x, 3, (1, 1)), b.conv(x, 3, (1, 1))], 1)])
+    check_pass(graph, lower_views, expect_progress=False)  # uint8 CONCAT rescales part 2
+
+
 def test_a_part_can_live_in_one_base_only():
     b = GraphBuilder(2)
     x = b.input((1, 2, 3, 1))
@@ -119,12 +124,15 @@ def test_property_views_are_exact(seed, layout, axis, sizes):
     require_kernels(Op.CONV, Op.CONCAT)
     b = GraphBuilder(seed)
     x = b.input((1, 3, 3, 2))
+    q = b.quant(0.05)
     parts = []
     for s in sizes:
         shape = [1, 3, 3, 4]
         shape[axis] = s
         src = b.input((*shape[:3], 2))
-        parts.append(b.conv(src, shape[3], (1, 1)) if axis != 3 else b.conv(x, s, (1, 1)))
+        parts.append(
+            b.conv(src, shape[3], (1, 1), quant=q) if axis != 3 else b.conv(x, s, (1, 1), quant=q)
+        )
     cat = b.concat(parts, axis)
     halves = (
         b.split(cat, axis, (cat.shape[axis] - sizes[-1], sizes[-1])) if len(sizes) > 1 else [cat]

@@ -28,9 +28,9 @@ static inline ${r.ctype} ${f.cname}(${ptype} val)
 }
 % endif
 </%def>\
-<%def name="register(r, offset)">\
+<%def name="register(r, offset, reg_name)">\
 
-${define("REG_" + r.cname, offset)}${("  /* " + v.comment(r.r.doc) + " */") if r.r.doc else ""}
+${define(reg_name, offset)}${("  /* " + v.comment(r.r.doc) + " */") if r.r.doc else ""}
 % for f in r.fields:
 ${field(r, f)}\
 % endfor
@@ -68,14 +68,14 @@ enum ${e.name} {
 /* ${d.name}${(": " + v.comment(d.d.doc)) if d.d.doc else ""} */
 %   for item in d.items:
 %     if hasattr(item, "fields"):
-${register(item, v.hexlit(item.r.offset))}\
+${register(item, v.hexlit(item.r.offset), "REG_" + item.cname)}\
 %     else:
 
 ${define("REG_%s(i0)" % item.cname, "(%s + %#x*(i0))" % (v.hexlit(item.offset), item.stride))}
 ${define("REG_%s__ESIZE" % item.cname, "%#x" % item.stride)}
 ${define("REG_%s__LEN" % item.cname, "%#x" % item.length)}
 %       for r in item.registers:
-${register(r, "(%s + %#x*(i0))" % (v.hexlit(item.offset + r.r.offset), item.stride)).replace("REG_" + r.cname + " ", "REG_" + r.cname + "(i0)", 1)}\
+${register(r, "(%s + %#x*(i0))" % (v.hexlit(item.offset + r.r.offset), item.stride), "REG_%s(i0)" % r.cname)}\
 %       endfor
 %     endif
 %   endfor

@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 
 from ....gallium.device import MlContext, MlDevice, MlSubgraph
-from ....gallium.loader import find_device, open_device
+from ....gallium.loader import create_device, find_device
 from ..partition import NodeSupport, Partition, make_partition, query_support
 from ..support import format_support_table
 from . import abi
@@ -150,7 +150,7 @@ class TeflonDelegate:
         self.library = library
         self.options = options
         self.info = find_device(options.device)
-        self.device: MlDevice = open_device(self.info.name)
+        self.device: MlDevice = create_device(self.info)
         self.cache = BlobCache(options.cache) if options.cache else None
         ffi, lib = library.ffi, library.lib
         self.struct = ffi.new("TfLiteDelegate *")  # zero-filled: no buffer-handle callbacks

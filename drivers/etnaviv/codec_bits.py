@@ -62,27 +62,44 @@ def align(value: int, alignment: int) -> int:
     return -(-value // alignment) * alignment
 
 
-def pack_fields(offsets: np.ndarray, values: np.ndarray, nbytes: int) -> np.ndarray:
-    """Scatter bit fields into a zeroed little-endian buffer of ``nbytes`` bytes.
-
-    ``offsets`` are absolute bit offsets (LSB-first); each value is already smaller than
-    ``1 << width`` for its field's width, at most 32 bits, and fields do not overlap (so a
-    field's width needs no separate mention). Returns uint8.
-    """
+def _split(offsets: np.ndarray, values: np.ndarray) -> tuple[np.ndarray, ...]:
     offsets = np.asarray(offsets, dtype=np.int64)
-    values = np.asarray(values, dtype=np.uint64)
-    word = offsets >> 5
-    shifted = values << (offsets & 31).astype(np.uint64)
-    low = shifted & _WORD_MASK
-    high = shifted >> np.uint64(WORD_BITS)
-    nwords = align(nbytes, 4) // 4 + 1
-    # Disjoint fields: the sum of a word's parts equals their OR, and stays below 2**32, so
-    # float64 weights in bincount are exact.
-    words = np.bincount(
-        np.concatenate([word, word + 1]),
-        weights=np.concatenate([low, high]).astype(np.float64),
-        minlength=nwords,
-    )
+    shifted = np.asarray(values, dtype=np.uint64) << (offsets & 31).astype(np.uint64)
+    return offsets >> 5, shifted & _WORD_MASK, shifted >> np.uint64(WORD_BITS)
+
+
+def pack_sorted(words: np.ndarray, offsets: np.ndarray, values: np.ndarray) -> None:
+    """OR bit fields into ``words`` (uint64 array of 32-bit words, one spare at the end).
+
+    ``offsets`` are absolute LSB-first bit offsets in nondecreasing order, each value below
+    ``1 << width`` for a field width of at most 32, and fields do not overlap. Fields sharing a
+    word are combined with one ``bitwise_or.reduceat`` per word half."""
+    if len(offsets) == 0:
+        return
+    word, low, high = _split(offsets, values)
+    starts = np.flatnonzero(np.diff(word)) + 1
+    starts = np.concatenate([[0], starts])
+    heads = word[starts]
+    words[heads] |= np.bitwise_or.reduceat(low, starts)
+    words[heads + 1] |= np.bitwise_or.reduceat(high, starts)
+
+
+def pack_fields(words: np.ndarray, offsets: np.ndarray, values: np.ndarray) -> None:
+    """OR bit fields at arbitrary (non-overlapping) offsets into ``words``; for few fields."""
+    if len(offsets) == 0:
+        return
+    word, low, high = _split(offsets, values)
+    order = np.argsort(word, kind="stable")
+    pack_sorted(words, (word[order] << 5), low[order])
+    pack_sorted(words, ((word[order] + 1) << 5), high[order])
+
+
+def new_words(nbytes: int) -> np.ndarray:
+    """A zeroed word array for ``nbytes`` bytes of stream (plus one spare word)."""
+    return np.zeros(align(nbytes, 4) // 4 + 1, dtype=np.uint64)
+
+
+def words_to_bytes(words: np.ndarray, nbytes: int) -> np.ndarray:
     return words.astype("<u4").view(np.uint8)[:nbytes].copy()
 
 

@@ -39,8 +39,11 @@ from .codec_bits import (
     WeightCompressionConfig,
     WeightStreamError,
     byte_windows,
+    new_words,
     pack_fields,
+    pack_sorted,
     read_fields,
+    words_to_bytes,
 )
 from .codec_v7_order import (
     ALIGNMENT,
@@ -48,9 +51,10 @@ from .codec_v7_order import (
     StreamOrder,
     V7Layout,
     V7Traversal,
-    dense_gather,
     positions,
     stream_order,
+    stream_unvalues,
+    stream_values,
 )
 
 __all__ = [
@@ -140,6 +144,8 @@ class _Events:
     value: np.ndarray
     gap: np.ndarray
     per_core: np.ndarray
+    gap_core: np.ndarray  # core of every event with a nonzero gap
+    gap_len: np.ndarray  # its gap
 
 
 def _events(core, pos, value, order: StreamOrder, layout: V7Layout) -> _Events:
@@ -162,11 +168,12 @@ def _events_sorted(core, pos, value, layout: V7Layout) -> _Events:
     prev[1:] = pos[:-1]
     starts = np.concatenate([[0], np.cumsum(per_core)[:-1]])
     prev[starts] = -1
-    return _Events(core, pos, value, pos - prev - 1, per_core)
+    gap = pos - prev - 1
+    some = np.flatnonzero(gap)
+    return _Events(core, pos, value, gap, per_core, core[some], gap[some])
 
 
-def _dense_events(padded: np.ndarray, order: StreamOrder, layout: V7Layout) -> _Events:
-    values = padded.ravel()[dense_gather(layout)]
+def _dense_events(values: np.ndarray, order: StreamOrder, layout: V7Layout) -> _Events:
     mask = values != layout.zero_point
     mask[:, order.break_pos] = True
     core, pos = np.nonzero(mask)
@@ -176,9 +183,8 @@ def _dense_events(padded: np.ndarray, order: StreamOrder, layout: V7Layout) -> _
 def _stream_sizes(events: _Events, nfields: int, zrl_bits: int) -> np.ndarray:
     """Bytes of every core stream (64-aligned): an event costs gap // 2**zrl_bits full tokens
     of 2**zrl_bits - 1 zero points plus its own token."""
-    gaps = events.gap > 0
     full = np.bincount(
-        events.core[gaps], weights=events.gap[gaps] >> zrl_bits, minlength=events.per_core.size
+        events.gap_core, weights=events.gap_len >> zrl_bits, minlength=events.per_core.size
     ).astype(np.int64)
     tokens = events.per_core + full
     bits = STREAM_HEADER_BITS + tokens * (zrl_bits + VALUE_BITS) + SIDE_FIELD_BITS * nfields
@@ -238,9 +244,10 @@ def encode_v7(
     padded = np.full((layout.slots, layout.kernel_size), layout.zero_point, dtype=np.uint8)
     padded[: layout.oc] = weights.reshape(layout.oc, -1)
     order = stream_order(layout)
-    events = _dense_events(padded, order, layout)
+    values = stream_values(layout, padded)
+    events = _dense_events(values, order, layout)
     fields = bias_fields(weights, biases, layout.zero_point, input_zero_point)
-    return _encode(events, order, layout, fields, offsets, max_zrl_bits, config, mesa_zrl)
+    return _encode(events, order, layout, fields, offsets, max_zrl_bits, config, mesa_zrl, values)
 
 
 def encode_v7_depthwise(
@@ -280,46 +287,13 @@ def _encode(
     max_zrl_bits: int,
     config: WeightCompressionConfig,
     mesa_zrl: bool | None,
+    values: np.ndarray | None = None,
 ) -> V7Encoded:
     nfields = order.field_pos.size
     if mesa_zrl is None:
         mesa_zrl = not (layout.kh == layout.kw == 1)
     zrl = choose_zrl_bits(events, nfields, max_zrl_bits, config, mesa_zrl)
     sizes = _stream_sizes(events, nfields, zrl)
-    token_bits = zrl + VALUE_BITS
-    full_run = (1 << zrl) - 1
-    # Each event: gap >> zrl full tokens (2**zrl - 1 zero points, then one more), then its own.
-    count = (events.gap >> zrl) + 1
-    ends = np.cumsum(count)
-    core_first = np.concatenate(
-        [[0], np.cumsum(np.bincount(events.core, weights=count, minlength=layout.cores_used))[:-1]]
-    )
-    core_first = core_first.astype(np.int64)
-    ntokens = int(ends[-1])
-    owner = np.repeat(np.arange(count.size), count)
-    values = np.full(ntokens, full_run | (layout.zero_point << zrl), dtype=np.uint64)
-    values[ends - 1] = (events.gap & full_run) | (events.value.astype(np.int64) << zrl)
-    rank = np.arange(ntokens) - core_first[events.core[owner]]
-    fields_before = np.searchsorted(order.field_pos, events.pos, side="left")
-    base = (layout.header_bytes + np.concatenate([[0], np.cumsum(sizes)[:-1]])) * 8
-    token_offsets = (
-        base[events.core[owner]]
-        + STREAM_HEADER_BITS
-        + rank * token_bits
-        + SIDE_FIELD_BITS * fields_before[owner]
-    )
-    # A field follows the tokens of the event at its position (always an event: a flush).
-    cores = np.arange(layout.cores_used)[:, None]
-    at = np.searchsorted(
-        events.core * order.length + events.pos, cores * order.length + order.field_pos
-    )
-    done = ends[at] - core_first[:, None]
-    field_offsets = (
-        base[:, None]
-        + STREAM_HEADER_BITS
-        + done * token_bits
-        + SIDE_FIELD_BITS * np.arange(nfields)[None, :]
-    )
     bias = np.zeros(layout.slots, dtype=np.uint32)
     bias[: layout.oc] = fields_bias.view(np.uint32)
     field_values = np.where(
@@ -327,17 +301,74 @@ def _encode(
         bias[order.field_slot],
         np.asarray(offsets, dtype=np.uint32)[order.field_slot],
     )
-    headers = np.full(layout.cores_used, zrl | (layout.kernels_per_core << ZRL_FIELD_BITS))
-    total = layout.header_bytes + int(sizes.sum())
-    out = pack_fields(
-        np.concatenate([base, token_offsets, field_offsets.ravel()]),
-        np.concatenate([headers.astype(np.uint64), values, field_values.ravel().astype(np.uint64)]),
-        total,
-    )
     header_words = np.zeros(layout.nn_cores, dtype="<u4")
     header_words[: layout.cores_used] = sizes
-    out[: header_words.nbytes] = header_words.view(np.uint8)
-    return V7Encoded(out.tobytes(), zrl, tuple(int(s) for s in sizes))
+    if zrl == 0 and values is not None:
+        body = _plain_streams(values, order, layout, field_values, int(sizes[0]))
+    else:
+        body = _token_streams(events, order, layout, field_values, zrl, sizes)
+    head = np.zeros(layout.header_bytes, dtype=np.uint8)
+    head[: header_words.nbytes] = header_words.view(np.uint8)
+    return V7Encoded(head.tobytes() + body.tobytes(), zrl, tuple(int(s) for s in sizes))
+
+
+def _plain_streams(values, order: StreamOrder, layout: V7Layout, field_values, size: int):
+    """zrl_bits 0: every token is one byte, so the stream is byte-aligned after its 3-byte
+    header; build it by inserting the side fields' bytes, no bit packing."""
+    cu = layout.cores_used
+    head = np.array([0, layout.kernels_per_core & 0xFF, layout.kernels_per_core >> 8], np.uint8)
+    field_bytes = np.ascontiguousarray(field_values, dtype="<u4").view(np.uint8)
+    at = np.repeat(order.field_pos + 1, 4)
+    stream = np.insert(values, at, field_bytes, axis=1)
+    out = np.zeros((cu, size), dtype=np.uint8)
+    out[:, :3] = head
+    out[:, 3 : 3 + stream.shape[1]] = stream
+    return out.ravel()
+
+
+def _token_streams(events: _Events, order: StreamOrder, layout, field_values, zrl, sizes):
+    token_bits = zrl + VALUE_BITS
+    full_run = (1 << zrl) - 1
+    # Each event: gap >> zrl full tokens (2**zrl - 1 zero points, then one more), then its own.
+    count = (events.gap >> zrl) + 1
+    ends = np.cumsum(count)
+    per_core = np.bincount(events.core, weights=count, minlength=layout.cores_used)
+    core_first = np.concatenate([[0], np.cumsum(per_core)[:-1]]).astype(np.int64)
+    ntokens = int(ends[-1])
+    owner = np.repeat(np.arange(count.size), count)
+    values = np.full(ntokens, full_run | (layout.zero_point << zrl), dtype=np.uint64)
+    values[ends - 1] = (events.gap & full_run) | (events.value.astype(np.int64) << zrl)
+    owner_core = events.core[owner]
+    rank = np.arange(ntokens) - core_first[owner_core]
+    fields_before = np.searchsorted(order.field_pos, events.pos, side="left")
+    base = np.concatenate([[0], np.cumsum(sizes)[:-1]]) * 8
+    token_offsets = (
+        base[owner_core]
+        + STREAM_HEADER_BITS
+        + rank * token_bits
+        + SIDE_FIELD_BITS * fields_before[owner]
+    )
+    # A field follows the tokens of the event at its position (always an event: a flush).
+    cores = np.arange(layout.cores_used)[:, None]
+    keys = events.core * order.length + events.pos
+    at = np.searchsorted(keys, cores * order.length + order.field_pos)
+    done = ends[at] - core_first[:, None]
+    field_offsets = (
+        base[:, None]
+        + STREAM_HEADER_BITS
+        + done * token_bits
+        + SIDE_FIELD_BITS * np.arange(order.field_pos.size)[None, :]
+    )
+    headers = np.full(layout.cores_used, zrl | (layout.kernels_per_core << ZRL_FIELD_BITS))
+    total = int(sizes.sum())
+    words = new_words(total)
+    pack_sorted(words, token_offsets, values)
+    pack_fields(
+        words,
+        np.concatenate([base, field_offsets.ravel()]),
+        np.concatenate([headers, field_values.ravel()]).astype(np.uint64),
+    )
+    return words_to_bytes(words, total)
 
 
 def decode_v7(
@@ -356,8 +387,7 @@ def decode_v7(
         raise WeightStreamError(f"buffer of {buf.size} bytes is shorter than its header")
     sizes = buf[: layout.nn_cores * 4].view("<u4").astype(np.int64)
     order = stream_order(layout)
-    gather = dense_gather(layout)
-    weights = np.full((layout.slots, layout.kernel_size), layout.zero_point, dtype=np.uint8)
+    seqs = np.empty((layout.cores_used, order.length), dtype=np.uint8)
     fields = np.zeros(order.field_slot.shape, dtype=np.uint32)
     start = header
     zrl_seen = 0
@@ -383,13 +413,14 @@ def decode_v7(
         seq, fields[core], zrl_seen = _decode_core(
             buf[start : start + size], start * 8, order, layout, core, max_zrl_bits
         )
-        weights.ravel()[gather[core]] = seq
+        seqs[core] = seq
         start += size
     bias = np.zeros(layout.slots, dtype=np.uint32)
     offs = np.zeros(layout.slots, dtype=np.uint32)
     is_bias = np.broadcast_to(order.field_is_bias, fields.shape)
     bias[order.field_slot[is_bias]] = fields[is_bias]
     offs[order.field_slot[~is_bias]] = fields[~is_bias]
+    weights = stream_unvalues(layout, seqs)
     return V7Decoded(
         weights.reshape(layout.slots, layout.ic, layout.kh, layout.kw),
         bias.view(np.int32),

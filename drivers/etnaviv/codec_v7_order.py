@@ -220,11 +220,56 @@ def stream_order(layout: V7Layout) -> StreamOrder:
     return StreamOrder(length, field_pos, field_is_bias, field_slot, breaks)
 
 
-def dense_gather(layout: V7Layout) -> np.ndarray:
-    """[cores_used, length] index into the slot-padded flat weights [slots * kernel_size]."""
-    slots = np.arange(layout.slots)[:, None]
-    elements = np.arange(layout.kernel_size)[None, :]
-    core, pos = positions(layout, slots, elements)
-    gather = np.empty((layout.cores_used, layout.kernels_per_core * layout.kernel_size), np.int64)
-    gather[core, pos] = slots * layout.kernel_size + elements
-    return gather
+def _superblocks(layout: V7Layout):
+    """(first slot, kernels per core) of every superblock."""
+    full, cu = layout.superblock_kernels, layout.cores_used
+    for sb in range(layout.superblocks):
+        kis = layout.last_superblock_kernels if sb == layout.superblocks - 1 else full
+        yield sb * full * cu, kis
+
+
+def _walked(layout: V7Layout) -> np.ndarray:
+    split = layout.split_columns or layout.traversal is V7Traversal.INTERLEAVED
+    return kernel_walk(layout.kh, layout.kw, split)
+
+
+def stream_values(layout: V7Layout, padded: np.ndarray) -> np.ndarray:
+    """Every core's weights in stream order, [cores_used, length], from the slot-padded weights
+    [slots, kernel_size]: reshapes and transposes of uint8 data, no index arrays."""
+    cu, ic, plane = layout.cores_used, layout.ic, layout.kh * layout.kw
+    walk = _walked(layout)
+    parts = []
+    for first, kis in _superblocks(layout):
+        w = padded[first : first + cu * kis]
+        if layout.traversal is V7Traversal.POINTWISE6:
+            w = w.reshape(cu, kis, ic)
+            block = min(ic, POINTWISE_BLOCK)
+            whole = ic // block * block
+            blocks = w[:, :, :whole].reshape(cu, kis, -1, block).transpose(0, 2, 1, 3)
+            parts += [blocks.reshape(cu, -1), w[:, :, whole:].reshape(cu, -1)]
+        else:
+            w = w.reshape(cu, kis, ic, plane)[..., walk].transpose(0, 2, 1, 3)
+            parts.append(w.reshape(cu, -1))
+    return np.concatenate(parts, axis=1)
+
+
+def stream_unvalues(layout: V7Layout, values: np.ndarray) -> np.ndarray:
+    """Inverse of :func:`stream_values`: slot-padded weights [slots, kernel_size]."""
+    cu, ic, plane = layout.cores_used, layout.ic, layout.kh * layout.kw
+    unwalk = np.argsort(_walked(layout))
+    padded = np.empty((layout.slots, layout.kernel_size), dtype=values.dtype)
+    at = 0
+    for first, kis in _superblocks(layout):
+        part = values[:, at : at + kis * layout.kernel_size]
+        at += kis * layout.kernel_size
+        if layout.traversal is V7Traversal.POINTWISE6:
+            block = min(ic, POINTWISE_BLOCK)
+            whole = ic // block * block
+            w = np.empty((cu, kis, ic), dtype=values.dtype)
+            blocks = part[:, : kis * whole].reshape(cu, -1, kis, block).transpose(0, 2, 1, 3)
+            w[:, :, :whole] = blocks.reshape(cu, kis, whole)
+            w[:, :, whole:] = part[:, kis * whole :].reshape(cu, kis, ic - whole)
+        else:
+            w = part.reshape(cu, ic, kis, plane).transpose(0, 2, 1, 3)[..., unwalk]
+        padded[first : first + cu * kis] = w.reshape(cu * kis, -1)
+    return padded

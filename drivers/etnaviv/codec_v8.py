@@ -41,7 +41,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from . import codec_v8_search as search
-from .codec_bits import WeightCompressionConfig, pack_fields
+from .codec_bits import WeightCompressionConfig, new_words, pack_sorted, words_to_bytes
 from .codec_v8_decode import decode_v8
 from .codec_v8_format import (
     BYTE_TABLES,
@@ -66,7 +66,7 @@ from .codec_v8_format import (
     bias_fields,
     payload_bits,
     restore_biases,
-    stream_gather,
+    split_streams,
 )
 
 __all__ = [
@@ -95,10 +95,13 @@ class V8Encoded:
 
 @dataclass(frozen=True, slots=True)
 class _Tokens:
-    cls: np.ndarray
-    pay: np.ndarray
+    """A layer's tokens. Plain mode: one per byte of ``data``; zero-run mode: ``cls``/``pay``."""
+
+    data: np.ndarray  # every core's bytes, concatenated
     core_tokens: np.ndarray  # tokens per core (before end padding)
-    run_index_bits: int
+    run_index_bits: int = 0
+    cls: np.ndarray | None = None
+    pay: np.ndarray | None = None
 
 
 def _stream_bytes(layout: V8Layout, weights: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -106,14 +109,13 @@ def _stream_bytes(layout: V8Layout, weights: np.ndarray) -> tuple[np.ndarray, np
     kp = layout.block_len * layout.blocks
     padded = np.zeros((layout.oc, kp), dtype=np.uint8)
     padded[:, : layout.kernel_size] = (weights.reshape(layout.oc, -1) - layout.zero_point) & 0xFF
-    gather, lengths = stream_gather(layout)
-    body = padded.ravel()[gather]
+    bodies = split_streams(layout, padded.reshape(layout.oc, layout.blocks, layout.block_len))
     counts = layout.core_kernels()
-    count_bytes = np.stack([counts & 0xFF, counts >> 8], axis=1).astype(np.uint8)
-    starts = np.concatenate([[0], np.cumsum(lengths)[:-1]])
-    pieces = np.split(body, starts[1:])
-    out = np.concatenate([np.concatenate([count_bytes[c], pieces[c]]) for c in range(len(pieces))])
-    return out, lengths + COUNT_BYTES
+    pieces = []
+    for count, body in zip(counts.tolist(), bodies, strict=True):
+        pieces += [np.array([count & 0xFF, count >> 8], dtype=np.uint8), body]
+    lengths = np.array([b.size for b in bodies], dtype=np.int64) + COUNT_BYTES
+    return np.concatenate(pieces), lengths
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,63 +129,101 @@ class _Zeros:
 
 
 def _zero_runs(data: np.ndarray, core_lengths: np.ndarray) -> _Zeros:
-    core_of = np.repeat(np.arange(core_lengths.size), core_lengths)
     starts = np.concatenate([[0], np.cumsum(core_lengths)[:-1]])
-    in_body = np.ones(data.size, dtype=bool)
-    in_body[starts[:, None] + np.arange(COUNT_BYTES)] = False
-    zero = (data == 0) & in_body
-    edges = np.diff(np.concatenate([[0], zero.astype(np.int8), [0]]))
-    run_start = np.nonzero(edges == 1)[0]
-    run_end = np.nonzero(edges == -1)[0]
-    return _Zeros(zero, run_start, run_end - run_start, core_of[run_start])
+    zero = data == 0
+    zero[starts[:, None] + np.arange(COUNT_BYTES)] = False
+    edges = np.diff(zero.view(np.int8), prepend=np.int8(0), append=np.int8(0))
+    run_start = np.flatnonzero(edges == 1)
+    run_end = np.flatnonzero(edges == -1)
+    core = np.searchsorted(starts, run_start, side="right") - 1
+    return _Zeros(zero, run_start, run_end - run_start, core)
 
 
-def _tokens(data: np.ndarray, core_lengths: np.ndarray, table: tuple[int, ...]) -> _Tokens:
-    """Tokens of all cores: one per byte in plain mode; runs cut into table entries otherwise."""
-    if not table:
-        return _Tokens(
-            BYTE_TABLES["plain_cls"][data], BYTE_TABLES["plain_pay"][data], core_lengths, 0
-        )
+def _run_tokens(data: np.ndarray, core_lengths: np.ndarray, table: tuple[int, ...]) -> _Tokens:
+    """Zero-run mode tokens: runs cut into table entries, largest first, leftover zeros and
+    all other bytes as literals."""
     zeros = _zero_runs(data, core_lengths)
-    tab = np.array([table])
-    counts, left = search.cut_runs(zeros.length, tab)
+    counts, left = search.cut_runs(zeros.length, np.array([table]))
     counts, left = counts[0], left[0]
     per_run = counts.sum(axis=1) + left
     per_pos = np.where(zeros.runnable, 0, 1)
     per_pos[zeros.start] = per_run
-    first = np.concatenate([[0], np.cumsum(per_pos)[:-1]])
+    first = np.cumsum(per_pos) - per_pos
     total = int(per_pos.sum())
     cls = np.empty(total, dtype=np.int64)
     pay = np.empty(total, dtype=np.int64)
     literal = ~zeros.runnable
     cls[first[literal]] = BYTE_TABLES["zrl_cls"][data[literal]]
     pay[first[literal]] = BYTE_TABLES["zrl_pay"][data[literal]]
-    # Inside a run: its table entries, largest first, then leftover zeros verbatim.
     pieces = np.concatenate([counts, left[:, None]], axis=1).ravel()
-    kinds = np.tile(np.arange(len(table) + 1), zeros.length.size)
-    kind = np.repeat(kinds, pieces)
-    run_first = np.repeat(first[zeros.start], per_run)
-    run_base = np.repeat(np.concatenate([[0], np.cumsum(per_run)[:-1]]), per_run)
-    where = run_first + np.arange(kind.size) - run_base
+    kind = np.repeat(np.tile(np.arange(len(table) + 1), zeros.length.size), pieces)
+    run_base = np.cumsum(per_run) - per_run
+    where = np.repeat(first[zeros.start] - run_base, per_run) + np.arange(kind.size)
     is_entry = kind < len(table)
     cls[where] = np.where(is_entry, 0, VERBATIM_CLASS)
     pay[where] = np.where(is_entry, kind, 0)
-    core_tokens = np.bincount(
-        np.repeat(np.arange(core_lengths.size), core_lengths), weights=per_pos
-    ).astype(np.int64)
+    core_of = np.repeat(np.arange(core_lengths.size), core_lengths)
+    core_tokens = np.bincount(core_of, weights=per_pos, minlength=core_lengths.size)
     index_bits = max(1, (len(table) - 1).bit_length())
-    return _Tokens(cls, pay, core_tokens, index_bits)
+    return _Tokens(data, core_tokens.astype(np.int64), index_bits, cls, pay)
 
 
 def _histograms(tokens: _Tokens) -> np.ndarray:
     """[cores, 8] class counts, end padding token included."""
     ncores = tokens.core_tokens.size
     core = np.repeat(np.arange(ncores), tokens.core_tokens)
-    hist = np.bincount(core * CLASSES + tokens.cls, minlength=ncores * CLASSES)
-    hist = hist.reshape(ncores, CLASSES)
+    if tokens.cls is None:
+        by_byte = np.bincount(core * 256 + tokens.data, minlength=ncores * 256)
+        hist = by_byte.reshape(ncores, 256) @ _ONE_HOT["plain_cls"]
+    else:
+        hist = np.bincount(core * CLASSES + tokens.cls, minlength=ncores * CLASSES)
+        hist = hist.reshape(ncores, CLASSES)
     pad_class = VERBATIM_CLASS if tokens.run_index_bits else 0
     hist[:, pad_class] += tokens.core_tokens % 2
     return hist
+
+
+def _one_hot(classes: np.ndarray) -> np.ndarray:
+    table = np.zeros((256, CLASSES), dtype=np.int64)
+    table[np.arange(256), classes] = 1
+    table.setflags(write=False)
+    return table
+
+
+_ONE_HOT = {name: _one_hot(BYTE_TABLES[name]) for name in ("plain_cls", "zrl_cls")}
+
+
+@dataclass(frozen=True, slots=True)
+class _RunStats:
+    """What sizing a zero-run table needs: the literal tokens' class counts and the runs."""
+
+    literal_hist: np.ndarray  # [cores, 8]
+    literal_count: np.ndarray  # [cores]
+    run_core: np.ndarray
+    run_length: np.ndarray
+
+    @classmethod
+    def of(cls, data: np.ndarray, lengths: np.ndarray, zeros: _Zeros) -> _RunStats:
+        ncores = lengths.size
+        core = np.repeat(np.arange(ncores), lengths)
+        literal = ~zeros.runnable
+        by_byte = np.bincount(core[literal] * 256 + data[literal], minlength=ncores * 256)
+        hist = by_byte.reshape(ncores, 256) @ _ONE_HOT["zrl_cls"]
+        return cls(hist, hist.sum(axis=1), zeros.core, zeros.length)
+
+    def histograms(self, table: tuple[int, ...]) -> np.ndarray:
+        """[cores, 8] class counts with ``table``, end padding included, without building the
+        tokens: a run adds its chunks to class 0 and its leftover zeros to class 7."""
+        counts, left = search.cut_runs(self.run_length, np.array([table]))
+        chunks, left = counts[0].sum(axis=1), left[0]
+        ncores = self.literal_count.size
+        hist = self.literal_hist.copy()
+        hist[:, 0] += np.bincount(self.run_core, weights=chunks, minlength=ncores).astype(np.int64)
+        extra = np.bincount(self.run_core, weights=left, minlength=ncores).astype(np.int64)
+        hist[:, VERBATIM_CLASS] += extra
+        tokens = hist.sum(axis=1)
+        hist[:, VERBATIM_CLASS] += tokens % 2
+        return hist
 
 
 def _fixed_bits(ncores: int) -> np.ndarray:
@@ -194,12 +234,12 @@ def _choose(
     data: np.ndarray, lengths: np.ndarray, weight_bytes: np.ndarray, config: WeightCompressionConfig
 ) -> tuple[tuple[int, ...], tuple[int, ...], _Tokens]:
     """(symbol map, run table, tokens) for the layer under ``config``."""
-    plain = _tokens(data, lengths, ())
+    plain = _Tokens(data, lengths)
     if not config.enabled:
         return tuple(range(CLASSES)), (), plain
-    mesa = search.mesa_symbol_map(
-        np.bincount(BYTE_TABLES["plain_cls"][weight_bytes], minlength=CLASSES)
-    )
+    weight_hist = np.bincount(weight_bytes, minlength=256)
+    class_hist = np.bincount(BYTE_TABLES["plain_cls"], weights=weight_hist, minlength=CLASSES)
+    mesa = search.mesa_symbol_map(class_hist)
     if not config.search:
         return mesa, (), plain
     hist = _histograms(plain)
@@ -211,19 +251,19 @@ def _choose(
         best = (size, found, (), plain)
     if config.v8_zrl:
         zeros = _zero_runs(data, lengths)
+        stats = _RunStats.of(data, lengths, zeros)
         run_lengths, run_counts = np.unique(zeros.length, return_counts=True)
-        for index_bits in range(1, search.MAX_RUN_INDEX_BITS + 1):
-            table = search.choose_run_table(run_lengths, run_counts, index_bits, VERBATIM_BITS)
-            if not table or (len(table) - 1).bit_length() > index_bits:
-                continue
-            tokens = _tokens(data, lengths, table)
-            zhist = _histograms(tokens)
+        for table in search.run_tables(run_lengths, run_counts, VERBATIM_BITS):
+            bits = payload_bits(max(1, (len(table) - 1).bit_length()))
             found, size = search.best_symbol_map(
-                zhist, payload_bits(tokens.run_index_bits), fixed, STREAM_ALIGN_BITS
+                stats.histograms(table), bits, fixed, STREAM_ALIGN_BITS
             )
             if size < best[0]:
-                best = (size, found, table, tokens)
-    return best[1], best[2], best[3]
+                best = (size, found, table, None)
+    symbol_map, table, tokens = best[1], best[2], best[3]
+    if tokens is None:
+        tokens = _run_tokens(data, lengths, table)
+    return symbol_map, table, tokens
 
 
 def _codes(cls: np.ndarray, pay: np.ndarray, class_symbol: np.ndarray, plen: np.ndarray):
@@ -236,52 +276,84 @@ def _codes(cls: np.ndarray, pay: np.ndarray, class_symbol: np.ndarray, plen: np.
     return part0, part1, PART1_BITS[sym], pay >> free, plen[cls] - free
 
 
+# A pair of tokens packed in one int64: its two 3-bit codes A, its 2-bit codes B and their bit
+# count, its payloads C (at most 2 x 8 bits) and their bit count.
+_B, _WB, _C, _WC = 6, 10, 13, 29
+
+
+def _pack_pairs(p0, p1, w1, p2, w2, first, second) -> np.ndarray:
+    """Packed pair fields of the token pairs (first[i], second[i]) (indices into the per-token
+    code arrays; broadcasting allowed)."""
+    a = p0[first] | p0[second] << 3
+    b = p1[first] | p1[second] << w1[first]
+    c = p2[first] | p2[second] << w2[first]
+    wb = w1[first] + w1[second]
+    wc = w2[first] + w2[second]
+    return a | b << _B | wb << _WB | c << _C | wc << _WC
+
+
+def _plain_pairs(data: np.ndarray, lengths: np.ndarray, class_symbol: np.ndarray) -> np.ndarray:
+    """Plain mode: a byte's code depends only on the byte, so a pair of bytes indexes a 64 Ki
+    table of packed pair fields; the stream's bytes, read as little-endian u16, are the
+    indices. An odd count is padded with a zero byte (Mesa ``encoder_flush``)."""
+    codes = _codes(
+        BYTE_TABLES["plain_cls"], BYTE_TABLES["plain_pay"], class_symbol, payload_bits(0)
+    )
+    byte = np.arange(256)
+    lut = _pack_pairs(*codes, byte[None, :], byte[:, None]).ravel()  # [second, first]
+    odd = lengths % 2
+    if odd.any():
+        data = np.insert(data, np.cumsum(lengths)[odd == 1], 0)
+    return lut[data.view("<u2")]
+
+
+def _token_pairs(tokens: _Tokens, class_symbol: np.ndarray) -> np.ndarray:
+    """Zero-run mode: packed pair fields from the tokens; an odd count gets a verbatim zero."""
+    n = tokens.core_tokens
+    odd = n % 2
+    cls, pay = tokens.cls, tokens.pay
+    if odd.any():
+        cls = np.insert(cls, np.cumsum(n)[odd == 1], VERBATIM_CLASS)
+        pay = np.insert(pay, np.cumsum(n)[odd == 1], 0)
+    codes = _codes(cls, pay, class_symbol, payload_bits(tokens.run_index_bits))
+    index = np.arange(0, cls.size, 2)
+    return _pack_pairs(*codes, index, index + 1)
+
+
 def _assemble(tokens: _Tokens, symbol_map: tuple[int, ...]):
-    """Lay out every core's stream: (bit offsets, values, stream bits, padded bytes)."""
+    """Lay out every core's stream: (bit offsets, values, stream bits, padded bytes) of its
+    steps. Step n of a core writes the codes A of pair n, the 2-bit codes B of pair n - 1 and
+    the payloads C of pair n - 2; two drain pairs (codes 0, or 4 after an odd count) end it."""
     class_symbol = np.empty(CLASSES, dtype=np.int64)
     class_symbol[list(symbol_map)] = np.arange(CLASSES)
     n = tokens.core_tokens
-    ncores = n.size
     odd = n % 2
-    m = n + odd + 2 * DRAIN_PAIRS
-    new_start = np.concatenate([[0], np.cumsum(m)[:-1]])
-    old_start = np.concatenate([[0], np.cumsum(n)[:-1]])
-    core_of = np.repeat(np.arange(ncores), n)
-    dest = new_start[core_of] + np.arange(n.sum()) - old_start[core_of]
-    total = int(m.sum())
-    cls = np.zeros(total, dtype=np.int64)
-    pay = np.zeros(total, dtype=np.int64)
-    cls[dest] = tokens.cls
-    pay[dest] = tokens.pay
-    pad = (new_start + n)[odd == 1]
-    cls[pad] = VERBATIM_CLASS if tokens.run_index_bits else 0  # a zero byte, pay 0
-    part0, part1, w1, part2, w2 = _codes(
-        cls, pay, class_symbol, payload_bits(tokens.run_index_bits)
-    )
-    drain = (new_start + m)[:, None] - np.arange(1, 2 * DRAIN_PAIRS + 1)[None, :]
-    part0[drain] = (ODD_FLAG * odd)[:, None]
-    for arr in (part1, w1, part2, w2):
-        arr[drain] = 0
-    a = part0[0::2] | part0[1::2] << 3
-    b = part1[0::2] | part1[1::2] << w1[0::2]
-    wb = w1[0::2] + w1[1::2]
-    c = part2[0::2] | part2[1::2] << w2[0::2]
-    wc = w2[0::2] + w2[1::2]
-    pairs = m // 2
-    pair_core = np.repeat(np.arange(ncores), pairs)
-    first_pair = np.concatenate([[0], np.cumsum(pairs)[:-1]])
-    local = np.arange(pair_core.size) - first_pair[pair_core]
-    prev_b = np.where(local >= 1, np.roll(b, 1), 0)
-    prev_wb = np.where(local >= 1, np.roll(wb, 1), 0)
-    prev_c = np.where(local >= 2, np.roll(c, 2), 0)
-    prev_wc = np.where(local >= 2, np.roll(wc, 2), 0)
+    if tokens.cls is None:
+        real_pairs = _plain_pairs(tokens.data, n, class_symbol)
+    else:
+        real_pairs = _token_pairs(tokens, class_symbol)
+    real = (n + odd) // 2
+    drains = np.repeat(ODD_FLAG * odd * (1 + (1 << 3)), DRAIN_PAIRS)  # both codes 0 or 4
+    at = np.repeat(np.cumsum(real), DRAIN_PAIRS)
+    packed = np.insert(real_pairs, at, drains)
+    pairs = real + DRAIN_PAIRS
+    first = np.cumsum(pairs) - pairs
+    a = packed & ((1 << _B) - 1)
+    b = (packed >> _B) & ((1 << (_WB - _B)) - 1)
+    wb = (packed >> _WB) & ((1 << (_C - _WB)) - 1)
+    c = (packed >> _C) & ((1 << (_WC - _C)) - 1)
+    wc = packed >> _WC
+    prev_b, prev_wb, prev_c, prev_wc = (np.zeros_like(packed) for _ in range(4))
+    prev_b[1:], prev_wb[1:], prev_c[2:], prev_wc[2:] = b[:-1], wb[:-1], c[:-2], wc[:-2]
+    prev_b[first] = prev_wb[first] = prev_c[first] = prev_wc[first] = 0
+    prev_c[first + 1] = prev_wc[first + 1] = 0
     values = a | prev_b << PAIR_CODE_BITS | prev_c << (PAIR_CODE_BITS + prev_wb)
     widths = PAIR_CODE_BITS + prev_wb + prev_wc
-    bits = np.bincount(pair_core, weights=widths, minlength=ncores).astype(np.int64)
+    bits = np.add.reduceat(widths, first)
     padded = search.padded_bytes(bits, STREAM_ALIGN_BITS)
-    base = (HEADER_BYTES + np.concatenate([[0], np.cumsum(padded)[:-1]])) * 8
+    base = (HEADER_BYTES + np.cumsum(padded) - padded) * 8
     before = np.cumsum(widths) - widths
-    offsets = base[pair_core] + before - before[first_pair][pair_core]
+    offsets = np.repeat(base - before[first], pairs) + before
     return offsets, values.astype(np.uint64), bits, padded
 
 
@@ -323,7 +395,9 @@ def encode_v8(
     symbol_map, table, tokens = _choose(data, lengths, weight_bytes, config)
     offsets, values, bits, padded = _assemble(tokens, symbol_map)
     streams_end = HEADER_BYTES + int(padded.sum())
-    out = pack_fields(offsets, values, streams_end + 4 * layout.oc)
+    words = new_words(streams_end + 4 * layout.oc)
+    pack_sorted(words, offsets, values)
+    out = words_to_bytes(words, streams_end + 4 * layout.oc)
     out[:HEADER_BYTES] = _header(layout, symbol_map, table, tokens.run_index_bits, bits)
     fields = bias_fields(weights, biases, layout.zero_point, input_zero_point)
     out[streams_end:] = fields.astype("<i4").view(np.uint8)

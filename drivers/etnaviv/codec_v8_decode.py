@@ -35,8 +35,9 @@ from .codec_v8_format import (
     VERSION,
     V8Decoded,
     V8Layout,
+    join_streams,
     payload_bits,
-    stream_gather,
+    stream_lengths,
 )
 
 
@@ -134,11 +135,10 @@ def decode_v8(data: bytes | np.ndarray, layout: V8Layout) -> V8Decoded:
     plen_cls = payload_bits(head.index_bits)
     plen_sym = plen_cls[list(head.symbol_map)]
     steps = _step_table(SYMBOL_OF_CODE, plen_sym)
-    gather, lengths = stream_gather(layout)
+    lengths = stream_lengths(layout)
     kp = layout.block_len * layout.blocks
-    padded = np.zeros(layout.oc * kp, dtype=np.uint8)
+    bodies = []
     start = HEADER_BYTES
-    body_start = 0
     counts = layout.core_kernels()
     for core in range(layout.cores_used):
         bits = int(head.stream_bits[core])
@@ -163,8 +163,7 @@ def decode_v8(data: bytes | np.ndarray, layout: V8Layout) -> V8Decoded:
                 core=core,
                 bit_offset=start * 8 + bits,
             )
-        padded[gather[body_start : body_start + lengths[core]]] = body[COUNT_BYTES:]
-        body_start += int(lengths[core])
+        bodies.append(body[COUNT_BYTES:])
         start += size
     if start + 4 * layout.oc > buf.size:
         raise WeightStreamError(
@@ -172,7 +171,8 @@ def decode_v8(data: bytes | np.ndarray, layout: V8Layout) -> V8Decoded:
             bit_offset=start * 8,
         )
     fields = buf[start : start + 4 * layout.oc].view("<i4").astype(np.int32)
-    weights = (padded.reshape(layout.oc, kp)[:, : layout.kernel_size] + layout.zero_point) & 0xFF
+    padded = join_streams(layout, bodies).reshape(layout.oc, kp)
+    weights = (padded[:, : layout.kernel_size] + layout.zero_point) & 0xFF
     return V8Decoded(
         weights.astype(np.uint8).reshape(layout.oc, layout.ic, layout.kh, layout.kw),
         fields,

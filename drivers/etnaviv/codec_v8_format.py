@@ -190,16 +190,36 @@ def restore_biases(decoded: V8Decoded, zero_point: int, input_zero_point: int) -
     return (decoded.bias_fields.astype(np.int64) - corr).astype(np.uint32).view(np.int32)
 
 
-def stream_gather(layout: V8Layout) -> tuple[np.ndarray, np.ndarray]:
-    """Flat indices into the block-padded weights [OC, blocks * block_len] in stream order,
-    all cores concatenated, and each core's weight-byte count."""
-    channels, _ = layout.channel_order()
-    bl, nb = layout.block_len, layout.blocks
-    kp = bl * nb
-    # [core, superblock, block, kernel, element]
-    ch = channels[:, :, None, :, None]
-    index = ch * kp + np.arange(nb)[None, None, :, None, None] * bl + np.arange(bl)
-    valid = np.broadcast_to(ch >= 0, index.shape)
-    flat = index.reshape(layout.cores_used, -1)
-    mask = valid.reshape(layout.cores_used, -1)
-    return flat[mask], mask.sum(axis=1)
+def split_streams(layout: V8Layout, padded: np.ndarray) -> list[np.ndarray]:
+    """Each core's weight bytes in stream order, from the block-padded kernels
+    [OC, blocks, block_len]: superblock after superblock, blocks interleaved over its kernels."""
+    channels, kis = layout.channel_order()
+    sb = layout.superblocks
+    full = channels[:, : sb - 1]  # [cores, sb - 1, full]: every slot valid
+    head = padded[full].transpose(0, 1, 3, 2, 4).reshape(layout.cores_used, -1)
+    out = []
+    for core in range(layout.cores_used):
+        last = channels[core, -1, : kis[core, -1]]
+        out.append(np.concatenate([head[core], padded[last].transpose(1, 0, 2).ravel()]))
+    return out
+
+
+def join_streams(layout: V8Layout, bodies: list[np.ndarray]) -> np.ndarray:
+    """Inverse of :func:`split_streams`."""
+    channels, kis = layout.channel_order()
+    sb, nb, bl = layout.superblocks, layout.blocks, layout.block_len
+    padded = np.zeros((layout.oc, nb, bl), dtype=np.uint8)
+    full = channels[:, : sb - 1]
+    per_core_head = full[0].size * nb * bl
+    for core, body in enumerate(bodies):
+        head = body[:per_core_head].reshape(sb - 1, nb, full.shape[2], bl)
+        padded[full[core]] = head.transpose(0, 2, 1, 3)
+        last = channels[core, -1, : kis[core, -1]]
+        padded[last] = body[per_core_head:].reshape(nb, last.size, bl).transpose(1, 0, 2)
+    return padded
+
+
+def stream_lengths(layout: V8Layout) -> np.ndarray:
+    """Weight bytes of each core's stream."""
+    _, kis = layout.channel_order()
+    return kis.sum(axis=1) * layout.blocks * layout.block_len

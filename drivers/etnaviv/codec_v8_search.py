@@ -130,29 +130,35 @@ def cut_runs(lengths: np.ndarray, tables: np.ndarray) -> tuple[np.ndarray, np.nd
     return counts, rem
 
 
-def choose_run_table(
-    run_lengths: np.ndarray, run_counts: np.ndarray, index_bits: int, verbatim_bits: int
-) -> tuple[int, ...]:
-    """Forward selection of up to ``2**index_bits`` run lengths (descending), or () if no
-    entry beats coding the zeros as they are."""
+def run_tables(
+    run_lengths: np.ndarray, run_counts: np.ndarray, verbatim_bits: int
+) -> list[tuple[int, ...]]:
+    """Candidate zero-run tables of 2, 4, 8 and 16 entries (descending), from one forward
+    selection: each step adds the run length that most lowers the estimated bits of all runs,
+    with the index width the table has at that size. Stops when no entry helps."""
     if run_lengths.size == 0:
-        return ()
+        return []
     mass = run_counts * run_lengths
     candidates = np.unique(np.minimum(run_lengths[np.argsort(-mass)][:_CANDIDATES], MAX_RUN))
-    run_token = _EST_CODE_BITS + index_bits
     single = _EST_CODE_BITS + verbatim_bits
+    best_cost = int(mass.sum()) * single
     table: list[int] = []
-    best_cost = int((run_counts * run_lengths).sum()) * single
-    while len(table) < 1 << index_bits:
+    out = []
+    while len(table) < 1 << MAX_RUN_INDEX_BITS:
         trial = [c for c in candidates.tolist() if c not in table]
         if not trial:
             break
+        index_bits = max(1, len(table).bit_length())  # bits to index len(table) + 1 entries
         tables = np.array([sorted([*table, c], reverse=True) for c in trial])
         counts, left = cut_runs(run_lengths, tables)
-        cost = (counts.sum(axis=2) * run_token + left * single) @ run_counts
+        cost = (counts.sum(axis=2) * (_EST_CODE_BITS + index_bits) + left * single) @ run_counts
         pick = int(np.argmin(cost))
         if cost[pick] >= best_cost:
             break
         best_cost = int(cost[pick])
         table = [int(v) for v in tables[pick]]
-    return tuple(table)
+        if (len(table) & (len(table) - 1) == 0 and len(table) > 1) or len(table) == 1:
+            out.append(tuple(table))
+    if table and tuple(table) not in out:
+        out.append(tuple(table))
+    return out

@@ -55,20 +55,20 @@ class ${r.cname}_Fields(NamedTuple):
 </%def>\
 <%def name="register(r, name_expr, offset_expr, indent)">\
 Register(
-${indent}    "${r.domain.split(".")[0]}",
-${indent}    ${name_expr},
-${indent}    ${offset_expr},
-${indent}    ${r.width},
-${indent}    "${r.r.access}",
-${indent}    (
+${indent}    domain="${r.domain.split(".")[0]}",
+${indent}    name=${name_expr},
+${indent}    offset=${offset_expr},
+${indent}    width=${r.width},
+${indent}    access="${r.r.access}",
+${indent}    fields=(
 % for f in r.fields:
 ${indent}        ${f.py_descriptor()},
 % endfor
 ${indent}    ),
-${indent}    _pack_${r.cname},
-${indent}    _unpack_${r.cname},
-${indent}    ${r.cname}_Fields,
-${indent}    ${v.pystr(r.r.doc)},
+${indent}    pack=_pack_${r.cname},
+${indent}    unpack=_unpack_${r.cname},
+${indent}    record=${r.cname}_Fields,
+${indent}    doc=${v.pystr(r.r.doc)},
 ${indent})\
 </%def>\
 """Register accessors for ${v.source}: generated, do not edit.

@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 
 from .ir import Graph, Op, Tensor
+from .params import ConcatView, ReshapeView
 from .physical import nbytes, view_parts, view_span
 
 # Element-wise ops whose reference semantics allow writing over an input element by element.
@@ -95,14 +96,23 @@ def _lifetimes(graph: Graph, tensors: Sequence[Tensor]) -> dict[Tensor, tuple[in
 
 
 def _view_parents(graph: Graph, spans: dict[Tensor, int]) -> dict[Tensor, tuple[Tensor, int]]:
-    """Every view part's (base, offset); a strided part's span replaces its size."""
+    """Every view part's (base, offset); a strided part's span replaces its size.
+
+    A concatenation part that is already a same-shape reshape view of a tensor (a byte
+    reinterpretation) places that tensor in the concatenation instead.
+    """
     parents: dict[Tensor, tuple[Tensor, int]] = {}
+    whole: set[Tensor] = set()  # parts that alias their whole base at offset 0
     for node in graph:
         strided = getattr(node.params, "strided", False)
         for part, base, begin, offset in view_parts(node):
+            while isinstance(node.params, ConcatView) and part in whole:
+                part = parents[part][0]
             if part in parents:
                 raise PlanError(f"{part!r} is a view of two tensors")
             parents[part] = (base, offset)
+            if isinstance(node.params, ReshapeView) and part.shape == base.shape:
+                whole.add(part)
             if strided:
                 spans[part] = view_span(base, part, begin, strided=True)
     return parents

@@ -20,7 +20,9 @@ groups are then views too.
 
 A tensor may be a part of one base only: a concatenation input that is already a view (of a
 split, a slice, a reshape or another concatenation) keeps its node; so does a concatenation of
-a graph input or a constant (they are not written by a node of the graph).
+a graph input or a constant (they are not written by a node of the graph). The exception is a
+part that is a same-shape reshape view (a byte reinterpretation, as ``lower_add_to_conv``
+makes): the tensor it reinterprets is placed in the concatenation instead.
 """
 
 from __future__ import annotations
@@ -51,6 +53,18 @@ class _Ctx:
     strided: bool
 
 
+def _whole_alias_source(graph: Graph, t: Tensor) -> Tensor | None:
+    """The tensor ``t`` is a same-shape reshape view of (a reinterpretation of its bytes, as
+    ``lower_add_to_conv`` makes), when that tensor is free to live inside a concatenation."""
+    producer = graph.producer(t)
+    if producer is None or not isinstance(producer.params, ReshapeView):
+        return None
+    src = producer.input
+    if src.shape != t.shape or src.is_constant or graph.producer(src) is None:
+        return None
+    return None if is_view_part(graph, src) else src
+
+
 def _offsets_along(base: Tensor, parts, axis: int, ctx: _Ctx) -> tuple[int, ...] | None:
     offsets, at = [], 0
     for part in parts:
@@ -71,7 +85,9 @@ def _concat(graph: Graph, node: Node, ctx: _Ctx) -> list[Node] | None:
     if len({id(t) for t in parts}) != len(parts):
         return None
     for t in parts:
-        if t.is_constant or graph.producer(t) is None or is_view_part(graph, t):
+        if t.is_constant or graph.producer(t) is None:
+            return None
+        if is_view_part(graph, t) and _whole_alias_source(graph, t) is None:
             return None
         if t.quant != node.output.quant:
             return None  # the kernel requantizes this part (uint8): that is arithmetic

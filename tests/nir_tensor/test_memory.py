@@ -150,3 +150,24 @@ def test_property_plans_of_lowered_graphs(seed, depth, dtype):
     for g in (graph, lowered):
         plan = plan_memory(g, alignment=32)
         check_plan(g, plan, 32)
+
+
+def test_add_as_conv_inputs_end_up_back_to_back():
+    """etnaviv v7's ADD: the two operands in one buffer, through the planar concat view."""
+    from mesa_npu.nir_tensor.passes import lower_add_to_conv
+
+    b = GraphBuilder(5)
+    x = b.input((1, 6, 6, 4))
+    left, right = b.conv(x, 4, (1, 1)), b.conv(x, 4, (1, 1))
+    graph = b.build([b.add(left, right)])
+    lower_add_to_conv(graph)
+    planar = LayoutRule(NCHW, NCHW)
+    lower_layouts(graph, table={Op.CONV: planar, Op.CONCAT: planar, Op.RESHAPE: LayoutRule(None)})
+    assert lower_views(graph)
+    plan = plan_memory(graph)
+    check_plan(graph, plan)
+    concat = next(n for n in graph if n.op is Op.CONCAT)
+    first = concat.inputs[0]
+    second = graph.producer(concat.inputs[1]).input  # the operand behind the reinterpretation
+    assert {plan.root(first), plan.root(second)} == {concat.output}
+    assert plan.offsets[second] == plan.offsets[first] + nbytes(first)

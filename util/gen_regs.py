@@ -380,13 +380,18 @@ class View:
 
 
 def source_name(xml_path: Path) -> str:
-    """The XML's path relative to the repository (or installed package) root: the folder that
-    holds util/. Outside it, just the file name: never an absolute path."""
-    root = UTIL_DIR.parent
-    try:
-        return xml_path.resolve().relative_to(root).as_posix()
-    except ValueError:
-        return xml_path.name
+    """The XML's path relative to the tree it belongs to: this generator's root (the repository,
+    or the installed package), else the nearest parent folder holding util/gen_regs.py (a
+    source tree seen from an installed package). Elsewhere just the file name: never an
+    absolute path."""
+    xml = xml_path.resolve()
+    roots = [UTIL_DIR.parent] + [p for p in xml.parents if (p / "util" / "gen_regs.py").is_file()]
+    for root in roots:
+        try:
+            return xml.relative_to(root).as_posix()
+        except ValueError:
+            continue
+    return xml_path.name
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -32,6 +32,7 @@ from ...gallium.operation import (
     TransposeParams,
 )
 from ...gallium.tensor import ElementType, PipeTensor
+from ...util.fixedpoint import round_half_away
 from .tflite import TfliteModel, TfliteOp
 
 QUANTIZED = (ElementType.UINT8, ElementType.INT8, ElementType.INT16)
@@ -75,8 +76,11 @@ def _constant(model: TfliteModel, index: int, what: str) -> np.ndarray:
 
 
 def _quantize(value: float, t: PipeTensor) -> int:
-    """TFLite's ``zero_point + round(value / scale)`` in float32."""
-    return t.quant.zero_point + int(np.round(np.float32(value) / np.float32(t.quant.scale)))
+    """TFLite's ``zero_point + TfLiteRound(value / scale)``: the quotient in float32, rounded
+    half away from zero (np.round would round half to even: RELU6 at scale 0.48 differs)."""
+    return t.quant.zero_point + round_half_away(
+        float(np.float32(value) / np.float32(t.quant.scale))
+    )
 
 
 def activation_clamp(kind: int, out: PipeTensor) -> Clamp | None:

@@ -13,8 +13,13 @@ from collections.abc import Callable, Mapping, Sequence
 
 import numpy as np
 
+from ..util.blas import blas_threads, find_openblas
 from .ir import Graph, Node, Op, Tensor
 from .kernels import KERNELS
+
+# LiteRT's reference kernels run on one thread; so do ours, whose matrices are small enough
+# that extra BLAS threads only add contention (see util/blas.py).
+BLAS_THREADS = 1
 
 Run = Callable[[list[np.ndarray | None]], list[np.ndarray]]
 Prepare = Callable[[Node], Run]
@@ -43,11 +48,18 @@ class Evaluator:
             if problem:
                 raise EvaluationError(f"{node!r}: {problem}")
             self.steps.append((node, KERNELS[node.op].prepare(node)))
+        self.blas = find_openblas()
 
     def run(
         self, inputs: Sequence[np.ndarray] | Mapping[Tensor, np.ndarray], *, keep_all: bool = False
     ) -> dict[Tensor, np.ndarray]:
         """Values of the graph outputs (of every tensor with ``keep_all``)."""
+        with blas_threads(BLAS_THREADS, self.blas):
+            return self._run(inputs, keep_all=keep_all)
+
+    def _run(
+        self, inputs: Sequence[np.ndarray] | Mapping[Tensor, np.ndarray], *, keep_all: bool
+    ) -> dict[Tensor, np.ndarray]:
         if not isinstance(inputs, Mapping):
             if len(inputs) != len(self.graph.inputs):
                 raise EvaluationError(f"{len(inputs)} inputs for {len(self.graph.inputs)}")

@@ -6,15 +6,13 @@ end: ``clamp(MultiplyByQuantizedMultiplier(acc + bias, M, shift) + zero_point, l
 the last axis. Mirrors the tail of ``reference_ops::Conv`` / ``reference_integer_ops::
 ConvPerChannel`` (LiteRT ``tflite/kernels/internal/reference``) and gemmlowp's double rounding.
 
-The fast path folds both roundings into one arithmetic shift. With ``h = SRDHM(x, M) =
-floor((x*M + 2^30) / 2^31)`` (gemmlowp's nudge makes it round half up) and ``RoundingDivideByPOT
-(h, r) = floor((h + 2^(r-1) - [h < 0]) / 2^r)`` for ``r > 0``, nested floor divisions compose:
-
-    out = (x*M + 2^30 + 2^(r-1)*2^31 + zp*2^(31+r) - [x*M + 2^30 < 0]*2^31) >> (31 + r)
-
-so bias, rounding constants and the zero point become one int64 constant per channel, and a
-kernel pays a multiply, an add, a compare, a masked subtract, a shift and a clip per element.
-Rows are processed in cache-sized chunks.
+The fast path folds bias, rounding constants and the zero point into one int64 constant per
+channel. With ``h = SRDHM(x, M) = floor((x*M + 2^30) / 2^31)`` (gemmlowp's nudge makes it
+round half up) and ``RoundingDivideByPOT(h, r) = floor((h + 2^(r-1) - [h < 0]) / 2^r)`` for
+``r > 0``, a kernel pays per element: ``u = (x*M + fold) >> 31`` (which is ``h + 2^(r-1) +
+zp*2^r``), ``u -= u < K`` (the negative-value correction), ``u >>= r`` and a clamp. ``u`` is
+narrowed to int32 when the accumulator bound proves it fits, and rows are processed in
+cache-sized chunks.
 """
 
 from __future__ import annotations
@@ -32,7 +30,6 @@ from ...util.fixedpoint import (
 )
 
 CHUNK_ELEMENTS = 1 << 16  # int64 working set of 512 KiB: stays in L2 on the machines we run on
-INT64_MIN = np.iinfo(np.int64).min
 
 
 class Rescale(enum.Enum):
@@ -59,40 +56,80 @@ class OutputStage:
     hi: int
     dtype: np.dtype
     real_scale: np.ndarray  # float64, for Rescale.DOUBLE_PRODUCT
-    fast: bool  # the folded single-shift path applies
-    add_zero_point: int  # zero point added after the shift when folding it could overflow
-    fold: np.ndarray  # int64 constant added after the multiply
-    negative_below: np.ndarray  # x*M + fold below this -> subtract 2^31
-    total_shift: np.ndarray
+    fast: bool  # the folded path applies (DOUBLE_ROUNDING, no left shifts)
+    narrow: bool  # u fits int32
+    fold: np.ndarray  # int64: bias*M + 2^30 + (2^(r-1) + folded zp * 2^r) << 31
+    negative_below: np.ndarray  # u below this means h < 0 (int32 or int64)
+    right: np.ndarray  # r, or None when every r is 0
+    add_zero_point: int  # the zero point when it is not folded
 
     def __call__(self, acc: np.ndarray) -> np.ndarray:
-        """The output values (``dtype``) for integer-valued ``acc`` (any numeric dtype)."""
+        """The output values (``dtype``) for integer-valued ``acc`` (any numeric dtype),
+        channels on the last axis."""
         shape = acc.shape
         channels = shape[-1] if shape else 1
         flat = acc.reshape(-1, channels)
         out = np.empty(flat.shape, dtype=self.dtype)
         rows = max(1, CHUNK_ELEMENTS // max(channels, 1))
+        consts = self._constants(slice(None))
         for start in range(0, flat.shape[0], rows):
-            out[start : start + rows] = self._chunk(flat[start : start + rows])
+            self._rows(flat[start : start + rows], consts, out[start : start + rows])
         return out.reshape(shape)
 
-    def _chunk(self, acc: np.ndarray) -> np.ndarray:
-        if self.fast:
-            t = acc.astype(np.int64)
-            t *= self.multiplier
-            t += self.fold
-            np.subtract(t, np.int64(1 << 31), out=t, where=t < self.negative_below)
-            t >>= self.total_shift
-            if self.add_zero_point:
-                t += self.add_zero_point
-            return np.clip(t, self.lo, self.hi, out=t)
-        x = acc.astype(np.int64) + self.bias
-        if self.rescale is Rescale.DOUBLE_ROUNDING:
-            y = multiply_by_quantized_multiplier(wrap_int32(x), self.multiplier, self.shift)
-        elif self.rescale is Rescale.INT64_ACCUMULATOR:
-            y = multiply_by_quantized_multiplier_int64(x, self.multiplier, self.shift)
+    def planar(self, acc: np.ndarray) -> np.ndarray:
+        """Like calling the stage, for ``acc`` of shape (N, C, H, W): channels on axis 1."""
+        n, c = acc.shape[:2]
+        flat = acc.reshape(n, c, -1)
+        out = np.empty(flat.shape, dtype=self.dtype)
+        rows = max(1, CHUNK_ELEMENTS // max(flat.shape[2], 1))
+        for b in range(n):
+            for start in range(0, c, rows):
+                part = slice(start, start + rows)
+                consts = self._constants(part, column=True)
+                self._rows(flat[b, part], consts, out[b, part])
+        return out.reshape(acc.shape)
+
+    def _constants(self, part: slice, *, column: bool = False) -> tuple:
+        """The per-channel arrays for channels ``part``, as columns for planar data."""
+        names = ("multiplier", "shift", "bias", "real_scale", "fold", "negative_below", "right")
+        values = []
+        for name in names:
+            v = getattr(self, name)
+            if v is not None and v.ndim:
+                v = v[part][:, None] if column else v[part]
+            values.append(v)
+        return tuple(values)
+
+    def _rows(self, acc: np.ndarray, consts: tuple, out: np.ndarray) -> None:
+        multiplier, shift, bias, real_scale, fold, negative_below, right = consts
+        if not self.fast:
+            out[...] = self._general(acc, multiplier, shift, bias, real_scale)
+            return
+        if self.narrow:  # |acc| < 2^31: a float-to-int32 conversion is the cheapest
+            acc = acc.astype(np.int32)
+        t = np.multiply(acc, multiplier, dtype=np.int64, casting="unsafe")
+        t += fold
+        if self.narrow:
+            u = np.empty(t.shape, dtype=np.int32)
+            np.right_shift(t, 31, out=u, casting="unsafe")
         else:
-            y = round_half_away_array(x.astype(np.float64) * self.real_scale)
+            u = t
+            u >>= 31
+        if right is not None:
+            u -= u < negative_below
+            u >>= right
+        if self.add_zero_point:
+            u += self.add_zero_point
+        np.clip(u, self.lo, self.hi, out=out, casting="unsafe")
+
+    def _general(self, acc, multiplier, shift, bias, real_scale) -> np.ndarray:
+        x = acc.astype(np.int64) + bias
+        if self.rescale is Rescale.DOUBLE_ROUNDING:
+            y = multiply_by_quantized_multiplier(wrap_int32(x), multiplier, shift)
+        elif self.rescale is Rescale.INT64_ACCUMULATOR:
+            y = multiply_by_quantized_multiplier_int64(x, multiplier, shift)
+        else:
+            y = round_half_away_array(x.astype(np.float64) * real_scale)
             y = np.clip(y, -(2.0**31), 2.0**31 - 1).astype(np.int64)
         return np.clip(y + self.zero_point, self.lo, self.hi)
 
@@ -108,21 +145,23 @@ def make_output_stage(
     dtype: np.dtype,
     rescale: Rescale = Rescale.DOUBLE_ROUNDING,
     real_scale: np.ndarray | float = 0.0,
+    acc_bound: int = 1 << 31,
 ) -> OutputStage:
+    """``acc_bound`` bounds |acc| (before the bias); it decides whether int32 is wide enough."""
     m = np.asarray(multiplier, dtype=np.int64)
     s = np.asarray(shift, dtype=np.int64)
     b = np.zeros((), dtype=np.int64) if bias is None else np.asarray(bias, dtype=np.int64)
     right = np.maximum(-s, 0)
-    fast = rescale is Rescale.DOUBLE_ROUNDING and bool(np.all(s <= 0))
-    # int64 must hold the folded sum: (acc + bias)*M < 2^62 for int32 operands, the rounding
-    # terms are below 2^61, so the zero point term is folded only while it stays below 2^61.
-    fold_zp = (abs(zero_point) << (31 + int(right.max(initial=0)))) < (1 << 61)
-    zp_term = (np.int64(zero_point) << (31 + right)) if fold_zp else np.int64(0)
     half = np.where(right > 0, np.int64(1) << np.maximum(right - 1, 0), 0)
-    fold = b * m + (1 << 30) + (half << 31) + zp_term
-    # h < 0 exactly when x*M + fold < half*2^31 + zp term; with r == 0 there is no second
-    # rounding and so no correction.
-    negative_below = np.where(right > 0, (half << 31) + zp_term, INT64_MIN)
+    # |h| <= |acc + bias| * M / 2^31 + 1; u adds 2^(r-1) and, when folded, zp * 2^r.
+    h_bound = (acc_bound + int(np.abs(b).max(initial=0))) * int(m.max(initial=0)) // (1 << 31) + 1
+    extra = int(half.max(initial=0))
+    zp_term = abs(zero_point) << int(right.max(initial=0))
+    fold_zp = extra + zp_term < (1 << 30)
+    folded = np.int64(zero_point) << right if fold_zp else np.int64(0)
+    k = half + folded
+    narrow = h_bound + extra + (zp_term if fold_zp else 0) + abs(zero_point) < (1 << 31)
+    below = np.where(right > 0, k, np.iinfo(np.int32 if narrow else np.int64).min)
     return OutputStage(
         rescale=rescale,
         multiplier=m,
@@ -133,11 +172,12 @@ def make_output_stage(
         hi=int(hi),
         dtype=np.dtype(dtype),
         real_scale=np.asarray(real_scale, dtype=np.float64),
-        fast=fast,
+        fast=rescale is Rescale.DOUBLE_ROUNDING and bool(np.all(s <= 0)),
+        narrow=narrow,
+        fold=b * m + (1 << 30) + (k << 31),
+        negative_below=below.astype(np.int32 if narrow else np.int64),
+        right=right.astype(np.int32 if narrow else np.int64) if right.any() else None,
         add_zero_point=0 if fold_zp else int(zero_point),
-        fold=fold,
-        negative_below=negative_below,
-        total_shift=31 + right,
     )
 
 

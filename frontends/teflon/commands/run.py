@@ -32,9 +32,11 @@ def add_parser(sub) -> None:
     p.add_argument("--invokes", "-n", type=int, default=1, help="invokes (time is the mean)")
     p.add_argument("--seed", type=int, default=0, help="seed of the random input")
     p.add_argument(
-        "--cpu", choices=("ref", "builtin", "xnnpack"), default="ref",
+        "--cpu",
+        choices=("ref", "builtin", "xnnpack"),
+        default="ref",
         help="kernels of the nodes left on the CPU (default ref: BUILTIN_REF)",
-    )  # fmt: skip
+    )
     p.add_argument("--verbose", "-v", action="store_true", help="TEFLON_DEBUG=verbose output")
     p.set_defaults(run=run)
 

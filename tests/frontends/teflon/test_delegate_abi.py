@@ -100,14 +100,28 @@ def wrong_library(tmp_path_factory) -> str:
     library = out / "libteflon_wrong.so"
     subprocess.run(
         [
-            gcc, "-shared", "-fPIC", "-O1", "-fvisibility=hidden",
-            "-I", str(out), "-I", sysconfig.get_paths()["include"],
-            str(out / "wrong.c"), str(source("shim.c")), "-o", str(library),
-            "-L", libdir, f"-lpython{sysconfig.get_config_var('LDVERSION')}",
-            f"-Wl,-rpath,{libdir}", "-ldl", "-lpthread",
+            gcc,
+            "-shared",
+            "-fPIC",
+            "-O1",
+            "-fvisibility=hidden",
+            "-I",
+            str(out),
+            "-I",
+            sysconfig.get_paths()["include"],
+            str(out / "wrong.c"),
+            str(source("shim.c")),
+            "-o",
+            str(library),
+            "-L",
+            libdir,
+            f"-lpython{sysconfig.get_config_var('LDVERSION')}",
+            f"-Wl,-rpath,{libdir}",
+            "-ldl",
+            "-lpthread",
         ],
         check=True,
-    )  # fmt: skip
+    )
     return str(library)
 
 

@@ -172,9 +172,6 @@ def test_every_mapped_builtin_has_an_options_decision() -> None:
 
 
 SHARED = sorted(p.name for p in MODELS.glob("*.tflite")) if MODELS.is_dir() else []
-# The reference device's CONCATENATION does not requantize inputs whose scale differs from the
-# output's (the SSD's box and class heads); `teflon check` shows the same divergence.
-NOT_EXACT = {"coco_ssd_mobilenet_v1_1.0_quant_2018_06_29_no_metadata.tflite"}
 
 
 @pytest.mark.models
@@ -194,8 +191,6 @@ def test_shared_model(name: str) -> None:
         assert stats.claimed, "the delegate (which sees batch 1) claims nodes"
     inputs = litert.random_inputs(it, seed=2)
     got, want = run(it, inputs), reference_outputs(str(path), inputs)
-    if name in NOT_EXACT:
-        pytest.xfail("reference CONCATENATION does not requantize (teflon check agrees)")
     assert_exact(got, want)
 
 

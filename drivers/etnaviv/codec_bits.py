@@ -89,9 +89,12 @@ def pack_fields(words: np.ndarray, offsets: np.ndarray, values: np.ndarray) -> N
     if len(offsets) == 0:
         return
     word, low, high = _split(offsets, values)
-    order = np.argsort(word, kind="stable")
-    pack_sorted(words, (word[order] << 5), low[order])
-    pack_sorted(words, ((word[order] + 1) << 5), high[order])
+    index = np.concatenate([word, word + 1])
+    parts = np.concatenate([low, high])
+    order = np.argsort(index, kind="stable")
+    index, parts = index[order], parts[order]
+    starts = np.concatenate([[0], np.flatnonzero(np.diff(index)) + 1])
+    words[index[starts]] |= np.bitwise_or.reduceat(parts, starts)
 
 
 def new_words(nbytes: int) -> np.ndarray:

@@ -30,6 +30,7 @@ expands to a dense one (brief §1) is encoded from its kh*kw weights per channel
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -230,6 +231,7 @@ def encode_v7(
     max_zrl_bits: int,
     config: WeightCompressionConfig = WeightCompressionConfig(),  # noqa: B008 (frozen)
     mesa_zrl: bool | None = None,
+    force_zrl: int | None = None,
 ) -> V7Encoded:
     """Encode a layer's coefficient buffer.
 
@@ -237,7 +239,8 @@ def encode_v7(
     ``biases`` int32 [OC], ``offsets`` uint32 [slots] (see :func:`plane_offsets`), the input zero
     point for the bias correction, and the hardware's ``max_zrl_bits`` (hwdb NN_ZRL_BITS).
     ``mesa_zrl`` says whether Mesa would try zero runs for this job (not for pointwise or add;
-    default: not for 1x1 kernels); only ``config.search=False`` honours it.
+    default: not for 1x1 kernels); only ``config.search=False`` honours it. ``force_zrl``
+    imposes a zrl_bits (0..8) instead of choosing one.
     """
     weights = np.asarray(weights, dtype=np.uint8)
     _check(weights, (layout.oc, layout.ic, layout.kh, layout.kw), biases, offsets, layout)
@@ -247,7 +250,18 @@ def encode_v7(
     values = stream_values(layout, padded)
     events = _dense_events(values, order, layout)
     fields = bias_fields(weights, biases, layout.zero_point, input_zero_point)
-    return _encode(events, order, layout, fields, offsets, max_zrl_bits, config, mesa_zrl, values)
+    return _encode(
+        events,
+        order,
+        layout,
+        fields,
+        offsets,
+        max_zrl_bits,
+        config,
+        mesa_zrl,
+        lambda: values,
+        force_zrl,
+    )
 
 
 def encode_v7_depthwise(
@@ -260,6 +274,7 @@ def encode_v7_depthwise(
     max_zrl_bits: int,
     config: WeightCompressionConfig = WeightCompressionConfig(),  # noqa: B008 (frozen)
     mesa_zrl: bool | None = None,
+    force_zrl: int | None = None,
 ) -> V7Encoded:
     """:func:`encode_v7` of ``expand_depthwise(weights)``, byte for byte, from the depthwise
     weights [OC, 1, KH, KW] alone (``layout.ic`` is OC, the expanded input channels)."""
@@ -275,7 +290,15 @@ def encode_v7_depthwise(
     order = stream_order(layout)
     events = _events(core[keep], pos[keep], flat[keep], order, layout)
     fields = bias_fields(weights, biases, layout.zero_point, input_zero_point)
-    return _encode(events, order, layout, fields, offsets, max_zrl_bits, config, mesa_zrl)
+
+    def dense() -> np.ndarray:  # only when every weight is a byte of its own (zrl_bits 0)
+        padded = np.full((layout.slots, layout.kernel_size), layout.zero_point, dtype=np.uint8)
+        padded[: layout.oc] = expand_depthwise(weights, layout.zero_point).reshape(layout.oc, -1)
+        return stream_values(layout, padded)
+
+    return _encode(
+        events, order, layout, fields, offsets, max_zrl_bits, config, mesa_zrl, dense, force_zrl
+    )
 
 
 def _encode(
@@ -287,12 +310,17 @@ def _encode(
     max_zrl_bits: int,
     config: WeightCompressionConfig,
     mesa_zrl: bool | None,
-    values: np.ndarray | None = None,
+    dense: Callable[[], np.ndarray],
+    force_zrl: int | None,
 ) -> V7Encoded:
     nfields = order.field_pos.size
     if mesa_zrl is None:
         mesa_zrl = not (layout.kh == layout.kw == 1)
-    zrl = choose_zrl_bits(events, nfields, max_zrl_bits, config, mesa_zrl)
+    zrl = (
+        force_zrl
+        if force_zrl is not None
+        else (choose_zrl_bits(events, nfields, max_zrl_bits, config, mesa_zrl))
+    )
     sizes = _stream_sizes(events, nfields, zrl)
     bias = np.zeros(layout.slots, dtype=np.uint32)
     bias[: layout.oc] = fields_bias.view(np.uint32)
@@ -303,8 +331,8 @@ def _encode(
     )
     header_words = np.zeros(layout.nn_cores, dtype="<u4")
     header_words[: layout.cores_used] = sizes
-    if zrl == 0 and values is not None:
-        body = _plain_streams(values, order, layout, field_values, int(sizes[0]))
+    if zrl == 0:
+        body = _plain_streams(dense(), order, layout, field_values, int(sizes[0]))
     else:
         body = _token_streams(events, order, layout, field_values, zrl, sizes)
     head = np.zeros(layout.header_bytes, dtype=np.uint8)

@@ -370,6 +370,17 @@ def _header(layout: V8Layout, symbol_map, table, index_bits, bits) -> np.ndarray
     return head
 
 
+def _check_forced(symbol_map, table) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    symbol_map, table = tuple(int(c) for c in symbol_map), tuple(int(t) for t in table)
+    if sorted(symbol_map) != list(range(CLASSES)):
+        raise ValueError(f"v8 encode: symbol map {symbol_map} is not a permutation of 0..7")
+    if len(table) > 1 << search.MAX_RUN_INDEX_BITS or list(table) != sorted(set(table))[::-1]:
+        raise ValueError(f"v8 encode: run table {table} must be distinct, descending, <= 16")
+    if table and not 1 <= table[-1] <= table[0] <= search.MAX_RUN:
+        raise ValueError(f"v8 encode: run lengths {table} outside 1..255")
+    return symbol_map, table
+
+
 def encode_v8(
     weights: np.ndarray,
     biases: np.ndarray,
@@ -377,12 +388,14 @@ def encode_v8(
     *,
     input_zero_point: int,
     config: WeightCompressionConfig = WeightCompressionConfig(),  # noqa: B008 (frozen)
+    force: tuple[tuple[int, ...], tuple[int, ...]] | None = None,
 ) -> V8Encoded:
     """Encode a layer's coefficient buffer.
 
     ``weights`` uint8 [OC, IC, KH, KW] in the hardware domain (signed weights already +128;
     depthwise: [OC, 1, KH, KW]), ``biases`` int32 [OC], and the input zero point for the bias
-    correction. The symbol map and run table are chosen per ``config``.
+    correction. The symbol map and run table are chosen per ``config``, or ``force``d as
+    (symbol map: class of each symbol, run table: descending lengths 1..255, at most 16, or ()).
     """
     weights = np.asarray(weights, dtype=np.uint8)
     expected = (layout.oc, layout.ic, layout.kh, layout.kw)
@@ -392,7 +405,11 @@ def encode_v8(
         raise ValueError(f"v8 encode: {len(biases)} biases for {layout.oc} kernels")
     data, lengths = _stream_bytes(layout, weights)
     weight_bytes = ((weights.astype(np.int64) - layout.zero_point) & 0xFF).ravel()
-    symbol_map, table, tokens = _choose(data, lengths, weight_bytes, config)
+    if force is None:
+        symbol_map, table, tokens = _choose(data, lengths, weight_bytes, config)
+    else:
+        symbol_map, table = _check_forced(*force)
+        tokens = _run_tokens(data, lengths, table) if table else _Tokens(data, lengths)
     offsets, values, bits, padded = _assemble(tokens, symbol_map)
     streams_end = HEADER_BYTES + int(padded.sum())
     words = new_words(streams_end + 4 * layout.oc)

@@ -157,7 +157,7 @@ def run_tables(
             break
         best_cost = int(cost[pick])
         table = [int(v) for v in tables[pick]]
-        if (len(table) & (len(table) - 1) == 0 and len(table) > 1) or len(table) == 1:
+        if len(table) & (len(table) - 1) == 0:  # a full table for its index width
             out.append(tuple(table))
     if table and tuple(table) not in out:
         out.append(tuple(table))

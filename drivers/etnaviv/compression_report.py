@@ -17,13 +17,19 @@ for sizing streams; the driver's own lowering (issue 6 item 1) is the reference 
 
 from __future__ import annotations
 
+import contextlib
+import csv
+import io
+import os
+import tempfile
+import time
 from dataclasses import dataclass
 
 import numpy as np
 
-from ...frontends.teflon.tflite import TfliteModel
+from ...frontends.teflon.tflite import TfliteModel, load_model
 from . import codec_v7, codec_v8
-from .codec_bits import WeightCompressionConfig
+from .codec_bits import WeightCompressionConfig, zero_order_entropy_bits
 
 SIGNED_OFFSET = 128  # int8 tensors are shifted to uint8 for the hardware (brief §4)
 MAX_TILE_WIDTH = 64  # brief §5
@@ -56,7 +62,8 @@ class ConvWeights:
     op_index: int
     op_name: str
     weights: np.ndarray  # lowered, dense (depthwise: [OC, 1, KH, KW])
-    raw: np.ndarray  # the model's bytes as stored
+    raw: np.ndarray  # the weights as stored in the model (int8 or uint8)
+    raw_zero_point: int  # their zero point as stored
     biases: np.ndarray
     zero_point: int
     input_zero_point: int
@@ -127,10 +134,10 @@ def model_weights(model: TfliteModel, *, v8: bool) -> list[ConvWeights]:
             biases = np.asarray(bias_t.data, dtype=np.int32).ravel()
         else:
             biases = np.zeros(oc, dtype=np.int32)
-        raw = np.asarray(wt.data).view(np.uint8)
+        raw = np.asarray(wt.data)
         out.append(
             ConvWeights(
-                op.index, op.name, w, raw, biases, zp, izp, depthwise, stride,
+                op.index, op.name, w, raw, wt.zero_point, biases, zp, izp, depthwise, stride,
                 outp.dims[2], outp.dims[1], inp.dims[2],
             )
         )  # fmt: skip
@@ -230,3 +237,184 @@ def encode_layer_v8(cw: ConvWeights, target: CodecTarget, config: WeightCompress
     return layout, codec_v8.encode_v8(
         cw.weights, cw.biases, layout, input_zero_point=cw.input_zero_point, config=config
     )
+
+
+V7_SIDE_BYTES = 8  # bias + output offset per kernel slot (brief §3.1)
+V7_STREAM_HEADER_BYTES = 3  # zrl_bits + kernels per core
+V8_BIAS_BYTES = 4  # one u32 per output channel (brief §3.2)
+
+
+@dataclass(frozen=True, slots=True)
+class TensorRow:
+    """One weight tensor. ``*_bytes`` are whole coefficient buffers; ``*_weight_bytes`` leave out
+    what is not weights (headers, biases, output offsets), as Vela's figure does."""
+
+    op_index: int
+    op_name: str
+    shape: tuple[int, ...]  # as stored in the model
+    raw_bytes: int
+    entropy_bytes: float  # zero-order entropy of the stored bytes, bits / 8
+    v7_mesa_bytes: int
+    v7_bytes: int
+    v7_weight_bytes: int
+    v7_zrl_bits: int
+    v8_mesa_bytes: int
+    v8_bytes: int
+    v8_weight_bytes: int
+    v8_zrl_bytes: int  # search with the zero-run mode allowed
+    vela_bytes: int | None  # Vela's mlw codec on (w - zp) in OHWI order, one stream
+
+
+@dataclass(frozen=True, slots=True)
+class VelaWeights:
+    """Vela's own figures for a whole model: ``total_original_weights`` and
+    ``total_npu_encoded_weights`` of its summary CSV (the "Original Weights Size" and "NPU
+    Encoded Weights Size" it prints with --verbose-weights), compiled for ``accelerator``."""
+
+    accelerator: str
+    original: int
+    encoded: int
+    seconds: float
+
+    @property
+    def ratio(self) -> float:
+        return self.original / self.encoded
+
+
+@dataclass(frozen=True, slots=True)
+class ModelReport:
+    model: str
+    rows: tuple[TensorRow, ...]
+    v7_seconds: float  # encoding + search of every tensor (default config), CPU time
+    v8_seconds: float
+    vela: VelaWeights | None
+
+    def total(self, field: str) -> float:
+        return sum(getattr(row, field) or 0 for row in self.rows)
+
+
+def _mlw_bytes(cw: ConvWeights, mlw) -> int:
+    """Vela's weight codec on (w - zp) of the stored tensor, in stored order, as one stream."""
+    return len(mlw.encode((cw.raw.astype(np.int64) - cw.raw_zero_point).ravel().tolist()))
+
+
+def compression_report(
+    path: str | os.PathLike,
+    *,
+    v7_target: CodecTarget = A311D,
+    v8_target: CodecTarget = IMX8MP,
+    with_vela: bool = True,
+) -> ModelReport:
+    """Compress every weight tensor of the model at ``path`` both ways and measure Vela."""
+    model = load_model(path)
+    search = WeightCompressionConfig()
+    mesa = WeightCompressionConfig(search=False)
+    zrl = WeightCompressionConfig(v8_zrl=True)
+    v7_layers = model_weights(model, v8=False)
+    v8_layers = model_weights(model, v8=True)
+    start = time.process_time()
+    v7 = [encode_layer_v7(cw, v7_target, search) for cw in v7_layers]
+    v7_seconds = time.process_time() - start
+    start = time.process_time()
+    v8 = [encode_layer_v8(cw, v8_target, search) for cw in v8_layers]
+    v8_seconds = time.process_time() - start
+    mlw = _mlw_codec() if with_vela else None
+    rows = []
+    for cw7, cw8, (l7, e7), (l8, e8) in zip(v7_layers, v8_layers, v7, v8, strict=True):
+        v7_overhead = l7.header_bytes + l7.cores_used * V7_STREAM_HEADER_BYTES
+        rows.append(
+            TensorRow(
+                op_index=cw7.op_index,
+                op_name=cw7.op_name,
+                shape=tuple(model.tensor(model.ops[cw7.op_index].inputs[1]).shape),
+                raw_bytes=int(cw7.raw.size),
+                entropy_bytes=zero_order_entropy_bits(cw7.raw.view(np.uint8)) / 8,
+                v7_mesa_bytes=len(encode_layer_v7(cw7, v7_target, mesa)[1].data),
+                v7_bytes=len(e7.data),
+                v7_weight_bytes=len(e7.data) - v7_overhead - V7_SIDE_BYTES * l7.slots,
+                v7_zrl_bits=e7.zrl_bits,
+                v8_mesa_bytes=len(encode_layer_v8(cw8, v8_target, mesa)[1].data),
+                v8_bytes=len(e8.data),
+                v8_weight_bytes=len(e8.data) - codec_v8.HEADER_BYTES - V8_BIAS_BYTES * l8.oc,
+                v8_zrl_bytes=len(encode_layer_v8(cw8, v8_target, zrl)[1].data),
+                vela_bytes=None if mlw is None else _mlw_bytes(cw7, mlw),
+            )
+        )
+    vela = vela_model_weights(path) if with_vela else None
+    return ModelReport(model.name, tuple(rows), v7_seconds, v8_seconds, vela)
+
+
+def _mlw_codec():
+    try:
+        from ethosu import mlw_codec
+    except ImportError:
+        return None
+    return mlw_codec
+
+
+def vela_model_weights(
+    path: str | os.PathLike, accelerator: str = "ethos-u55-128"
+) -> VelaWeights | None:
+    """Compile the model with Vela (in this process) and read its weight totals; None when
+    ``ethos-u-vela`` is not installed or cannot compile the model."""
+    try:
+        from ethosu.vela import vela
+    except ImportError:
+        return None
+    start = time.perf_counter()
+    with tempfile.TemporaryDirectory() as out, contextlib.redirect_stdout(io.StringIO()):
+        with contextlib.redirect_stderr(io.StringIO()):
+            status = vela.main(
+                [f"--accelerator-config={accelerator}", f"--output-dir={out}", os.fspath(path)]
+            )
+        summaries = [f for f in os.listdir(out) if f.endswith(".csv") and "_summary_" in f]
+        if status or not summaries:
+            return None
+        with open(os.path.join(out, summaries[0]), newline="") as f:
+            row = next(csv.DictReader(f))
+    return VelaWeights(
+        accelerator,
+        int(row["total_original_weights"]),
+        int(row["total_npu_encoded_weights"]),
+        time.perf_counter() - start,
+    )
+
+
+def format_report(report: ModelReport) -> str:
+    """A plain-text table: per tensor and total, bytes and ratios to the raw bytes."""
+    head = (
+        f"{'op':>4} {'kind':<17} {'raw':>8} {'entropy':>8} {'v7 Mesa':>8} {'v7':>8} {'zrl':>3} "
+        f"{'v8 Mesa':>8} {'v8':>8} {'v8+zrl':>8} {'Vela mlw':>8}"
+    )
+    lines = [f"{report.model}", head]
+    for r in report.rows:
+        vela = "-" if r.vela_bytes is None else str(r.vela_bytes)
+        lines.append(
+            f"{r.op_index:>4} {r.op_name:<17} {r.raw_bytes:>8} {r.entropy_bytes:>8.0f} "
+            f"{r.v7_mesa_bytes:>8} {r.v7_bytes:>8} {r.v7_zrl_bits:>3} {r.v8_mesa_bytes:>8} "
+            f"{r.v8_bytes:>8} {r.v8_zrl_bytes:>8} {vela:>8}"
+        )
+    raw = report.total("raw_bytes")
+
+    def ratio(field: str) -> str:
+        total = report.total(field)
+        return f"{total:>10.0f} bytes  {raw / total:5.3f}x" if total else "-"
+
+    lines += [
+        f"raw int8 weights        {raw:>10.0f} bytes",
+        f"zero-order entropy      {ratio('entropy_bytes')}",
+        f"v7 Mesa choices         {ratio('v7_mesa_bytes')}",
+        f"v7 searched (buffers)   {ratio('v7_bytes')}   weights only {ratio('v7_weight_bytes')}",
+        f"v8 Mesa choices         {ratio('v8_mesa_bytes')}",
+        f"v8 searched (buffers)   {ratio('v8_bytes')}   weights only {ratio('v8_weight_bytes')}",
+        f"v8 searched, zero runs  {ratio('v8_zrl_bytes')}",
+        f"Vela mlw per tensor     {ratio('vela_bytes')}",
+        f"encode + search time    v7 {report.v7_seconds:.3f} s   v8 {report.v8_seconds:.3f} s",
+    ]
+    if report.vela is not None:
+        v = report.vela
+        lines.append(
+            f"Vela {v.accelerator}: original {v.original} encoded {v.encoded} bytes "
+            f"{v.ratio:5.3f}x ({v.seconds:.2f} s)"
+        )
+    return "\n".join(lines)

@@ -16,20 +16,21 @@ import importlib
 import struct
 from dataclasses import dataclass, field
 from enum import IntEnum
-from types import ModuleType
+from types import MappingProxyType, ModuleType
 from typing import Any
 
 from .regs import Register, StructDomain
 
-FORMATS = {
-    "rocket": ("regcmd",),
-    "etnaviv": ("nn-config", "tp-config", "cmdstream"),
-}
-_MODULES = {
-    "rocket": "mesa_npu.drivers.rocket.rocket_regs",
-    "etnaviv": "mesa_npu.drivers.etnaviv.etnaviv_regs",
-}
-_STRUCTS = {"nn-config": "NN_CONFIG", "tp-config": "TP_CONFIG"}
+FORMATS = MappingProxyType(
+    {"rocket": ("regcmd",), "etnaviv": ("nn-config", "tp-config", "cmdstream")}
+)
+_MODULES = MappingProxyType(
+    {
+        "rocket": "mesa_npu.drivers.rocket.rocket_regs",
+        "etnaviv": "mesa_npu.drivers.etnaviv.etnaviv_regs",
+    }
+)
+_STRUCTS = MappingProxyType({"nn-config": "NN_CONFIG", "tp-config": "TP_CONFIG"})
 
 
 class DumpError(ValueError):

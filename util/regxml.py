@@ -35,6 +35,7 @@ import re
 import xml.parsers.expat
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import MappingProxyType
 
 from .regmodel import (
     BASIC_TYPES,
@@ -134,59 +135,65 @@ def _read_tree(path: Path, display: str) -> _Node:
 
 
 # Allowed attributes and children per element. Anything else is an error.
-_ATTRS: dict[str, frozenset[str]] = {
-    "database": frozenset({"xmlns", "xmlns:xsi", "xsi:schemaLocation"}),
-    "copyright": frozenset({"year"}),
-    "author": frozenset({"name", "email"}),
-    "nick": frozenset({"name"}),
-    "license": frozenset(),
-    "import": frozenset({"file"}),
-    "doc": frozenset(),
-    "enum": frozenset({"name", "brief"}),
-    "value": frozenset({"name", "value", "brief"}),
-    "bitset": frozenset({"name", "inline", "brief"}),
-    "domain": frozenset({"name", "width", "size", "brief"}),
-    "reg32": frozenset({"name", "offset", "type", "access", "brief", "usage", "variants"}),
-    "reg64": frozenset({"name", "offset", "type", "access", "brief", "usage", "variants"}),
-    "array": frozenset({"name", "offset", "stride", "length", "brief", "usage", "variants"}),
-    "bitfield": frozenset(
-        {"name", "low", "high", "pos", "type", "shr", "default", "brief", "usage", "variants"}
-    ),
-    "join": frozenset({"name", "type", "brief"}),
-    "part": frozenset({"field"}),
-}
-_CHILDREN: dict[str, frozenset[str]] = {
-    "database": frozenset({"copyright", "import", "doc", "enum", "bitset", "domain"}),
-    "copyright": frozenset({"author", "license"}),
-    "author": frozenset({"nick"}),
-    "nick": frozenset(),
-    "license": frozenset(),
-    "import": frozenset(),
-    "doc": frozenset(),
-    "enum": frozenset({"value", "doc"}),
-    "value": frozenset({"doc"}),
-    "bitset": frozenset({"bitfield", "doc"}),
-    "domain": frozenset({"reg32", "reg64", "array", "join", "doc"}),
-    "reg32": frozenset({"bitfield", "doc"}),
-    "reg64": frozenset({"bitfield", "doc"}),
-    "array": frozenset({"reg32", "reg64", "doc"}),
-    "bitfield": frozenset({"doc"}),
-    "join": frozenset({"part", "doc"}),
-    "part": frozenset(),
-}
-_REQUIRED: dict[str, tuple[str, ...]] = {
-    "import": ("file",),
-    "enum": ("name",),
-    "value": ("name", "value"),
-    "bitset": ("name",),
-    "domain": ("name",),
-    "reg32": ("name", "offset"),
-    "reg64": ("name", "offset"),
-    "array": ("name", "offset", "stride", "length"),
-    "bitfield": ("name",),
-    "join": ("name",),
-    "part": ("field",),
-}
+_ATTRS: MappingProxyType[str, frozenset[str]] = MappingProxyType(
+    {
+        "database": frozenset({"xmlns", "xmlns:xsi", "xsi:schemaLocation"}),
+        "copyright": frozenset({"year"}),
+        "author": frozenset({"name", "email"}),
+        "nick": frozenset({"name"}),
+        "license": frozenset(),
+        "import": frozenset({"file"}),
+        "doc": frozenset(),
+        "enum": frozenset({"name", "brief"}),
+        "value": frozenset({"name", "value", "brief"}),
+        "bitset": frozenset({"name", "inline", "brief"}),
+        "domain": frozenset({"name", "width", "size", "brief"}),
+        "reg32": frozenset({"name", "offset", "type", "access", "brief", "usage", "variants"}),
+        "reg64": frozenset({"name", "offset", "type", "access", "brief", "usage", "variants"}),
+        "array": frozenset({"name", "offset", "stride", "length", "brief", "usage", "variants"}),
+        "bitfield": frozenset(
+            {"name", "low", "high", "pos", "type", "shr", "default", "brief", "usage", "variants"}
+        ),
+        "join": frozenset({"name", "type", "brief"}),
+        "part": frozenset({"field"}),
+    }
+)
+_CHILDREN: MappingProxyType[str, frozenset[str]] = MappingProxyType(
+    {
+        "database": frozenset({"copyright", "import", "doc", "enum", "bitset", "domain"}),
+        "copyright": frozenset({"author", "license"}),
+        "author": frozenset({"nick"}),
+        "nick": frozenset(),
+        "license": frozenset(),
+        "import": frozenset(),
+        "doc": frozenset(),
+        "enum": frozenset({"value", "doc"}),
+        "value": frozenset({"doc"}),
+        "bitset": frozenset({"bitfield", "doc"}),
+        "domain": frozenset({"reg32", "reg64", "array", "join", "doc"}),
+        "reg32": frozenset({"bitfield", "doc"}),
+        "reg64": frozenset({"bitfield", "doc"}),
+        "array": frozenset({"reg32", "reg64", "doc"}),
+        "bitfield": frozenset({"doc"}),
+        "join": frozenset({"part", "doc"}),
+        "part": frozenset(),
+    }
+)
+_REQUIRED: MappingProxyType[str, tuple[str, ...]] = MappingProxyType(
+    {
+        "import": ("file",),
+        "enum": ("name",),
+        "value": ("name", "value"),
+        "bitset": ("name",),
+        "domain": ("name",),
+        "reg32": ("name", "offset"),
+        "reg64": ("name", "offset"),
+        "array": ("name", "offset", "stride", "length"),
+        "bitfield": ("name",),
+        "join": ("name",),
+        "part": ("field",),
+    }
+)
 
 
 def _check_shape(node: _Node) -> None:

@@ -4,8 +4,8 @@ that imports generated Python source as a module."""
 from __future__ import annotations
 
 import importlib.util
-import itertools
 import sys
+import uuid
 from pathlib import Path
 from types import ModuleType
 
@@ -65,15 +65,12 @@ def features_xml(tmp_path: Path) -> Path:
     return path
 
 
-_counter = itertools.count()
-
-
 @pytest.fixture
 def load_generated(tmp_path: Path):
     """Import generated Python source as a fresh module."""
 
     def load(source: str) -> ModuleType:
-        name = f"_generated_regs_{next(_counter)}"
+        name = f"_generated_regs_{uuid.uuid4().hex}"
         path = tmp_path / f"{name}.py"
         path.write_text(source)
         spec = importlib.util.spec_from_file_location(name, path)

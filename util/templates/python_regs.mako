@@ -124,7 +124,7 @@ class ${cls}(IntEnum):
 %   endfor
 
 
-_${cls}_by_value = {m.value: m for m in ${cls}}
+_${cls}_by_value = MappingProxyType({m.value: m for m in ${cls}})
 % endfor
 
 % for d in v.domains:

@@ -148,7 +148,8 @@ def _commit(graph: Graph, node: Node, index: int, result: Result, rule: Rule) ->
 def _first_result(graph: Graph, node: Node, table: Rules, ctx: Any) -> tuple[Rule | None, Result]:
     """The first rule that rewrites ``node`` and its result, or ``None``s."""
     for rule in table.for_op(node.op):
-        if rule.matches(node):
+        # Rules matched by op were already picked by dispatch; only predicates need a call.
+        if isinstance(rule.match, Op | set | frozenset) or rule.match(node):
             result = rule.rewrite(graph, node, ctx)
             if result is not None:
                 return rule, result

@@ -141,9 +141,9 @@ class FieldView:
             args += f", {step:#x}"
         return [f"{n} = index({n})", f"if {cond}:", f"    overflow({args})"]
 
-    def py_insert(self, source: str | None = None) -> str:
+    def py_insert(self) -> str:
         """Expression placing the checked value in the register."""
-        v = source or self.name
+        v = self.name
         if self.f.shr:
             v = f"({v} >> {self.f.shr})"
         if self.f.signed:
@@ -158,7 +158,7 @@ class FieldView:
             return f"bool({raw})"
         if self.f.signed:
             sign = 1 << (self.f.width - 1)
-            return f"(({raw}) ^ {sign:#x}) - {sign:#x}"
+            raw = f"(({raw}) ^ {sign:#x}) - {sign:#x}"
         if self.f.shr:
             return f"({raw}) << {self.f.shr}"
         if self.enum_class:

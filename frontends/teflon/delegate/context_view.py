@@ -101,22 +101,6 @@ def read_tensor(ffi: Any, lib: Any, ctx: Any, index: int, names: dict[int, str])
     return tensor_record(index, name, shape, type_name, quant, data)
 
 
-def tensor_view(ffi: Any, ctx: Any, index: int, names: dict[int, str]) -> np.ndarray:
-    """TFLite's buffer of tensor ``index`` as a writable array. Take it anew on every invoke:
-    the arena may move between invokes, and the view must not outlive the call."""
-    t = ctx.tensors[index]
-    etype = element_type(names.get(t.type, ""))
-    if etype is None:
-        raise ContextError(f"tensor {index} has type {names.get(t.type, t.type)}")
-    if t.data.raw == ffi.NULL:
-        raise ContextError(f"tensor {index} has no buffer")
-    shape = int_array(ffi, t.dims)
-    need = int(np.prod(shape, dtype=np.int64)) * etype.size
-    if t.bytes != need:
-        raise ContextError(f"tensor {index}: {t.bytes} bytes, shape {list(shape)} needs {need}")
-    return np.frombuffer(ffi.buffer(t.data.raw, t.bytes), dtype=etype.numpy).reshape(shape)
-
-
 # -- builtin options --------------------------------------------------------------------------
 
 _ACT = schema.ActivationFunctionType

@@ -33,7 +33,7 @@ from ..partition import NodeSupport, Partition, make_partition, query_support
 from ..support import format_support_table
 from . import abi
 from .cache import BlobCache, blob_key
-from .context_view import ContextView, execution_plan, int_array, read_context, tensor_view
+from .context_view import ContextView, execution_plan, int_array, read_context
 from .options import DEBUG_ENV, DebugFlags, DelegateOptions, OptionError
 from .stats import DelegateStats, PartitionStats
 
@@ -83,6 +83,13 @@ class PartitionKernel:
         self.subgraph = subgraph
         self.compile_ms = compile_ms
         self.lock = threading.Lock()  # one invoke of a partition at a time
+        # Fixed for the kernel's life (a resize re-applies the delegate): index -> (dtype,
+        # shape, bytes) of every partition input and output, so an invoke only checks them.
+        tensors = {t.index: t for op in partition.ops for t in (*op.inputs, *op.outputs) if t}
+        self.layout = {
+            i: (tensors[i].type.numpy, tensors[i].shape, tensors[i].size * tensors[i].type.size)
+            for i in (*partition.inputs, *partition.outputs)
+        }
         self.invokes = 0
         self.last_ms = 0.0
         self.total_ms = 0.0
@@ -93,31 +100,37 @@ class PartitionKernel:
         span = f"{nodes[0]}" if len(nodes) == 1 else f"{nodes[0]}..{nodes[-1]}"
         return f"partition {self.number} (nodes {span}, {len(nodes)} ops)"
 
-    def check_shapes(self, ffi: Any, ctx: Any, names: dict[int, str]) -> None:
+    def check_shapes(self, ffi: Any, ctx: Any) -> None:
         """The TFLite tensors still have the shapes the partition was compiled for."""
-        by_index = {t.index: t for op in self.partition.ops for t in (*op.inputs, *op.outputs) if t}
-        for index in (*self.partition.inputs, *self.partition.outputs):
+        for index, (_, want, _) in self.layout.items():
             shape = int_array(ffi, ctx.tensors[index].dims)
-            want = by_index[index].shape
             if tuple(shape) != tuple(want):
                 raise ValueError(
                     f"tensor {index} has shape {list(shape)}, the partition was compiled for "
                     f"{list(want)}"
                 )
 
-    def invoke(self, ffi: Any, ctx: Any, names: dict[int, str]) -> None:
+    def view(self, ffi: Any, ctx: Any, index: int) -> np.ndarray:
+        """TFLite's buffer of a partition tensor. Taken anew on every invoke (the arena may
+        move between invokes) and never kept past it."""
+        dtype, shape, size = self.layout[index]
+        t = ctx.tensors[index]
+        if t.data.raw == ffi.NULL or t.bytes != size:
+            raise ValueError(f"tensor {index}: {t.bytes} bytes at {t.data.raw}, expected {size}")
+        return np.frombuffer(ffi.buffer(t.data.raw, size), dtype=dtype).reshape(shape)
+
+    def invoke(self, ffi: Any, ctx: Any) -> None:
         with self.lock:
             start = time.perf_counter()
-            # Pointers are taken anew on every invoke (the arena may move); inputs are copied
-            # so that nothing the device keeps refers to TFLite's memory after we return.
-            feeds = {i: np.array(tensor_view(ffi, ctx, i, names)) for i in self.partition.inputs}
+            # Inputs are copied so that nothing the device keeps refers to TFLite's memory.
+            feeds = {i: np.array(self.view(ffi, ctx, i)) for i in self.partition.inputs}
             self.context.subgraph_invoke(self.subgraph, feeds)
             results = self.context.subgraph_read_outputs(self.subgraph)
             produced = dict(zip((t.index for t in self.subgraph.outputs), results, strict=True))
             for index in self.partition.outputs:
                 if index not in produced:
                     raise ValueError(f"the device produced no value for output tensor {index}")
-                store_output(tensor_view(ffi, ctx, index, names), produced[index], index)
+                store_output(self.view(ffi, ctx, index), produced[index], index)
             elapsed = (time.perf_counter() - start) * 1e3
             self.counters = tuple(self.context.last_counters())
             self.invokes += 1
@@ -304,7 +317,6 @@ class Library:
         self.lib = lib
         self.path = path
         self.module = module
-        self.names = abi.type_names(ffi)
         self.debug = DebugFlags.parse(os.environ.get(DEBUG_ENV, ""), where=None)
         self._lock = threading.Lock()
         self._delegates: dict[int, TeflonDelegate] = {}
@@ -399,7 +411,7 @@ class Library:
         @ffi.def_extern(name="teflon_partition_prepare", error=status_error, onerror=last)
         def prepare(ctx, node):
             try:
-                self._kernel_of(node.user_data).check_shapes(ffi, ctx, self.names)
+                self._kernel_of(node.user_data).check_shapes(ffi, ctx)
                 return lib.kTfLiteOk
             except Exception as e:
                 self.report(ctx, f"teflon: preparing a partition failed: {self.describe(e)}")
@@ -410,7 +422,7 @@ class Library:
             kernel = None
             try:
                 kernel = self._kernel_of(node.user_data)
-                kernel.invoke(ffi, ctx, self.names)
+                kernel.invoke(ffi, ctx)
                 return lib.kTfLiteOk
             except Exception as e:
                 where = kernel.label() if kernel else "a partition"

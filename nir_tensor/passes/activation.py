@@ -62,9 +62,12 @@ def _fuse(graph: Graph, node: Node, ctx: _FuseCtx) -> list[Node] | None:
         return None
     if node.input.dtype is not producer.output.dtype:
         return None
-    a, b = clamp_of(producer), node.params
+    out = node.output.dtype
+    # The type's range is a clamp too: a CLAMP may state bounds beyond it, a fused one may not
+    # (the kernels saturate to the fused bounds, then store in the type).
+    a, b = intersect(clamp_of(producer), Clamp(out.qmin, out.qmax)), node.params
     merged = intersect(a, b)
-    if merged is None and a is not None:
+    if merged is None:
         return None  # disjoint bounds: the result is a constant; leave it
     fused = with_clamp(producer, merged).with_(outputs=node.outputs, origin=producer.origin)
     return [fused]

@@ -335,9 +335,6 @@ class Library:
     def report(self, ctx: Any, message: str) -> None:
         self.lib.teflon_report_error(ctx, message.encode(errors="replace"))
 
-    def delegate_at(self, address: int) -> TeflonDelegate | None:
-        return self._delegates.get(address)
-
     def _delegate_of(self, pointer: Any) -> TeflonDelegate:
         delegate = self._delegates.get(int(self.ffi.cast("uintptr_t", pointer)))
         if delegate is None:

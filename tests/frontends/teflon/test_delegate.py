@@ -19,9 +19,12 @@ from ai_edge_litert.interpreter import Interpreter, OpResolverType, load_delegat
 
 from mesa_npu.frontends.teflon import library_path, litert
 from mesa_npu.frontends.teflon.delegate import delegate_stats
+from mesa_npu.frontends.teflon.delegate.cache import blob_key
 from mesa_npu.frontends.teflon.delegate.context_view import NO_OPTIONS, OPTION_READERS
+from mesa_npu.frontends.teflon.demo_model import build_demo_model
 from mesa_npu.frontends.teflon.mapping import READERS
-from mesa_npu.frontends.teflon.partition import query_support
+from mesa_npu.frontends.teflon.partition import partition, query_support
+from mesa_npu.frontends.teflon.support import format_support_table
 from mesa_npu.frontends.teflon.tflite import ModelError, parse_model
 from mesa_npu.frontends.teflon.writer import ModelBuilder, options
 from mesa_npu.gallium import ElementType, open_device
@@ -164,6 +167,37 @@ def test_generated_model_claims_what_both_gates_accept_and_is_exact() -> None:
     assert all(p.invokes == 1 for p in delegate_stats(d).partitions)
 
 
+def one_mapping_models() -> list[tuple[str, bytes]]:
+    models = [("mixed", mixed_model()), ("demo", build_demo_model())]
+    path = MODELS / "mobilenet_v2_1.0_224_quant.tflite"
+    if path.exists():
+        models.append((path.name, path.read_bytes()))
+    return models
+
+
+ONE_MAPPING = one_mapping_models()
+
+
+@pytest.mark.parametrize(("name", "raw"), ONE_MAPPING, ids=[name for name, _ in ONE_MAPPING])
+def test_context_view_maps_like_the_file_reader(
+    name: str, raw: bytes, tmp_path: Path, capfd
+) -> None:
+    """One mapping: from the TfLiteContext the delegate builds exactly the pipe operations the
+    standalone tools build from the file. The compile cache key hashes every op type, parameter,
+    tensor index, shape, type, quantization (per axis too) and constant, so equal key sets mean
+    equal partitions; the verbose support table must match the file's, reason for reason."""
+    d = delegate(cache=str(tmp_path), debug="verbose")
+    delegated(raw, d)
+    err = capfd.readouterr().err
+    model = parse_model(raw)
+    device = open_device("reference")
+    support = query_support(model, device)
+    assert format_support_table(model, support) in err
+    keys = {blob_key(device.name, part.ops) for part in partition(model, support)}
+    assert keys
+    assert {p.stem for p in tmp_path.glob("*.blob")} == keys
+
+
 def test_every_mapped_builtin_has_an_options_decision() -> None:
     """A builtin the mapping reads must have its builtin_data struct read by the view, or be
     listed as reading no options; a new mapping entry forces a decision here."""
@@ -286,6 +320,11 @@ def test_broken_blob_fails_the_invoke_with_the_reason(tmp_path: Path) -> None:
         text = str(e.value)
         assert "teflon: partition 0 (nodes 0, 1 ops) failed on reference" in text
         assert "DeviceError" in text and "no data for input tensor(s) [1]" in text
+    # With the traceback flag the report carries the Python traceback.
+    it = delegated(good, delegate(cache=str(cache), debug="traceback"))
+    with pytest.raises(RuntimeError) as e:
+        run(it, inputs)
+    assert "Traceback (most recent call last)" in str(e.value)
     # The process is fine, and a delegate without the broken cache is exact.
     assert_exact(run(delegated(good, delegate()), inputs), reference_outputs(good, inputs))
 

@@ -2,15 +2,19 @@
 
 ``oracle(model_bytes, seed)`` maps every operator through the frontend, asks the reference device
 whether it supports each one, runs the subgraph (serialized and deserialized, as a user would) on
-the same random inputs LiteRT gets, and returns ``(got, want)`` for every model output.
+the same random inputs LiteRT gets, asserts every output element equal, and returns how many
+were compared. ``kit`` writes single-operator models. Hypothesis runs a short deterministic
+profile by default and a long random one with ``--full-sweep``.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, settings
 
 from mesa_npu.frontends.teflon import litert
 from mesa_npu.frontends.teflon.mapping import map_operation
@@ -21,6 +25,18 @@ from mesa_npu.gallium.operation import PipeMlOperation
 from mesa_npu.gallium.tensor import ElementType
 
 Pairs = list[tuple[np.ndarray, np.ndarray]]
+PROFILE = "nir_tensor.kernels"  # test modules: settings(settings.get_profile("nir_tensor.kernels"))
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    full = config.getoption("--full-sweep", default=False)
+    settings.register_profile(
+        PROFILE,
+        max_examples=400 if full else 30,
+        deadline=None,
+        derandomize=not full,
+        suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+    )
 
 
 def run_both(model: bytes, seed: int = 0) -> Pairs:
@@ -62,11 +78,12 @@ def assert_exact(pairs: Pairs, label: str = "") -> int:
     return count
 
 
-@pytest.fixture
-def oracle() -> Callable[[bytes, int], int]:
-    def check(model: bytes, seed: int = 0, label: str = "") -> int:
-        return assert_exact(run_both(model, seed), label)
+def check(model: bytes, seed: int = 0, label: str = "") -> int:
+    return assert_exact(run_both(model, seed), label)
 
+
+@pytest.fixture
+def oracle() -> Callable[..., int]:
     return check
 
 
@@ -74,8 +91,13 @@ def quant_of(rng: np.random.Generator, dtype: ElementType) -> tuple[float, int]:
     """A plausible activation (scale, zero point) for ``dtype``."""
     scale = float(np.float32(rng.uniform(0.005, 0.1)))
     if dtype is ElementType.INT16:
-        return scale / 256, 0
+        return float(np.float32(scale / 256)), 0
     return scale, int(rng.integers(dtype.qmin + 20, dtype.qmax - 20, endpoint=True))
+
+
+def scale_of(value: float) -> float:
+    """A scale that survives the float32 round trip through the model unchanged."""
+    return float(np.float32(value))
 
 
 def single_op(
@@ -95,3 +117,17 @@ def single_op(
         i for i, s in zip(ins, inputs, strict=True) if s is not None and "data" not in s
     ]
     return b.build(graph_inputs, outs)
+
+
+@dataclass(frozen=True, slots=True)
+class ModelKit:
+    """What the kernel tests need to write models (conftest modules cannot be imported)."""
+
+    single_op: Callable[..., bytes]
+    quant: Callable[[np.random.Generator, ElementType], tuple[float, int]]
+    scale: Callable[[float], float]
+
+
+@pytest.fixture
+def kit() -> ModelKit:
+    return ModelKit(single_op, quant_of, scale_of)

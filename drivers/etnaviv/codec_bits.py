@@ -107,11 +107,12 @@ def words_to_bytes(words: np.ndarray, nbytes: int) -> np.ndarray:
 
 
 def byte_windows(data: np.ndarray) -> np.ndarray:
-    """For every byte index i, the little-endian 64-bit word made of bytes i..i+7 (zeros past
-    the end). Reading a field is then one gather and one shift."""
+    """For every byte index i (and one past the end, for empty fields that end the buffer), the
+    little-endian 64-bit word made of bytes i..i+7, zeros past the end. Reading a field is then
+    one gather and one shift."""
     data = np.asarray(data, dtype=np.uint8)
-    padded = np.concatenate([data, np.zeros(_WINDOW_BYTES, dtype=np.uint8)]).astype(np.uint64)
-    n = data.size
+    n = data.size + 1
+    padded = np.concatenate([data, np.zeros(_WINDOW_BYTES + 1, dtype=np.uint8)]).astype(np.uint64)
     windows = np.zeros(n, dtype=np.uint64)
     for k in range(_WINDOW_BYTES):
         windows |= padded[k : k + n] << np.uint64(8 * k)

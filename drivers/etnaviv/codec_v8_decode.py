@@ -81,6 +81,8 @@ def _parse_header(buf: np.ndarray, layout: V8Layout) -> _Header:
                 bit_offset=(STREAM_SIZES_OFFSET + 4 * core) * 8,
             )
     run_table = tuple(int(v) for v in table[: 1 << index_bits]) if index_bits else ()
+    while run_table and run_table[-1] == 0:  # unused entries at the end
+        run_table = run_table[:-1]
     return _Header(tuple(int(v) for v in nibbles), run_table, index_bits, bits)
 
 
@@ -150,6 +152,10 @@ def decode_v8(data: bytes | np.ndarray, layout: V8Layout) -> V8Decoded:
                 bit_offset=start * 8,
             )
         body = _decode_core(buf[start : start + size], bits, start * 8, core, head, steps, plen_sym)
+        if body.size < COUNT_BYTES:
+            raise WeightStreamError(
+                "stream too short for a kernel count", core=core, bit_offset=start * 8
+            )
         count = int(body[0]) | int(body[1]) << 8
         if count != counts[core]:
             raise WeightStreamError(
@@ -250,7 +256,8 @@ def _decode_core(
         cls, pay = cls[:-1], pay[:-1]
     if not head.index_bits:
         return BYTE_TABLES["plain_dec"][cls, pay].astype(np.uint8)
-    table = np.asarray(head.table, dtype=np.int64)
+    table = np.zeros(1 << head.index_bits, dtype=np.int64)
+    table[: len(head.table)] = head.table
     is_run = cls == 0
     run = np.where(is_run, table[np.where(is_run, pay, 0)], 1)
     if np.any(run == 0):

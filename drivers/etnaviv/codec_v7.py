@@ -189,7 +189,8 @@ def _stream_sizes(events: _Events, nfields: int, zrl_bits: int) -> np.ndarray:
     ).astype(np.int64)
     tokens = events.per_core + full
     bits = STREAM_HEADER_BITS + tokens * (zrl_bits + VALUE_BITS) + SIDE_FIELD_BITS * nfields
-    return -(-(-(-bits // WORD_BITS) * 4) // ALIGNMENT) * ALIGNMENT
+    word_bytes = -(-bits // WORD_BITS) * (WORD_BITS // 8)
+    return -(-word_bytes // ALIGNMENT) * ALIGNMENT
 
 
 def choose_zrl_bits(
@@ -457,6 +458,28 @@ def decode_v7(
     )
 
 
+def _decode_plain(
+    stream: np.ndarray, base_bit: int, order: StreamOrder, core: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """zrl_bits 0: a byte per weight, so every weight and side field sits at a known byte."""
+    head, nfields = STREAM_HEADER_BITS // 8, order.field_pos.size
+    need = head + order.length + SIDE_FIELD_BITS // 8 * nfields
+    if need > stream.size:
+        raise WeightStreamError(
+            f"a {stream.size}-byte stream cannot hold {order.length} weights and {nfields} "
+            "side fields",
+            core=core,
+            bit_offset=base_bit + stream.size * 8,
+        )
+    before = np.searchsorted(order.field_pos, np.arange(order.length), side="left")
+    seq = stream[head + np.arange(order.length) + 4 * before]
+    at = head + order.field_pos + 1 + 4 * np.arange(nfields)
+    fields = stream[at[:, None] + np.arange(4)].astype(np.uint32) << (
+        8 * np.arange(4, dtype=np.uint32)
+    )
+    return seq, np.bitwise_or.reduce(fields, axis=1)
+
+
 def _decode_core(
     stream: np.ndarray, base_bit: int, order: StreamOrder, layout: V7Layout, core: int, max_zrl: int
 ) -> tuple[np.ndarray, np.ndarray, int]:
@@ -473,6 +496,9 @@ def _decode_core(
             core=core,
             bit_offset=base_bit + ZRL_FIELD_BITS,
         )
+    if zrl == 0:
+        seq, fields = _decode_plain(stream, base_bit, order, core)
+        return seq, fields, 0
     token_bits = zrl + VALUE_BITS
     run_mask = (1 << zrl) - 1
     starts = np.arange(STREAM_HEADER_BITS, max(nbits - token_bits + 1, STREAM_HEADER_BITS))

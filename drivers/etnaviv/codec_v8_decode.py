@@ -88,7 +88,8 @@ def _parse_header(buf: np.ndarray, layout: V8Layout) -> _Header:
 
 def _step_table(symbol_of_code: np.ndarray, plen_of_symbol: np.ndarray) -> list[int]:
     """Decoder pipeline table: for the pending pair's two 3-bit codes (index 64: none) and the
-    next 4 stream bits, the bits of its 2-bit codes and of its payloads, as ``wb | wc << 3``."""
+    next 4 stream bits, this step's bits up to the payloads (6 + the pending pair's 2-bit codes)
+    and the bits of the pending pair's payloads, as ``step | payload << 4``."""
     idx = np.arange(65 * 16)
     pending, nxt = idx >> 4, idx & 15
     c0, c1 = pending & 7, (pending >> 3) & 7
@@ -97,7 +98,8 @@ def _step_table(symbol_of_code: np.ndarray, plen_of_symbol: np.ndarray) -> list[
     s0 = symbol_of_code[c0 * 4 + (nxt & 3)]
     s1 = symbol_of_code[c1 * 4 + ((nxt >> w0) & 3)]
     wc = plen_of_symbol[s0] - FREE[s0] + plen_of_symbol[s1] - FREE[s1]
-    entry = np.where(pending < 64, (w0 + w1) | wc << 3, 0)
+    # The step's own width before the payloads: its two 3-bit codes and the pending 2-bit codes.
+    entry = np.where(pending < 64, (PAIR_CODE_BITS + w0 + w1) | wc << 4, PAIR_CODE_BITS)
     return entry.tolist()
 
 
@@ -202,14 +204,16 @@ def _decode_core(
     windows = byte_windows(stream)
     words = windows.tolist()
     offsets = []
-    offset, pending, pending_payload = 0, 64, 0
-    while offset < nbits:
+    record = offsets.append
+    offset, pending, pending_payload = 0, 64 << 4, 0  # no pending pair before the first step
+    codes = PAIR_CODE_BITS
+    while offset < nbits:  # the one loop per step: keep it lean
         x = words[offset >> 3] >> (offset & 7)
-        entry = steps[(pending << 4) | ((x >> PAIR_CODE_BITS) & 15)]
-        offsets.append(offset)
-        offset += PAIR_CODE_BITS + (entry & 7) + pending_payload
-        pending_payload = entry >> 3
-        pending = x & 63
+        entry = steps[pending | ((x >> codes) & 15)]
+        record(offset)
+        offset += (entry & 15) + pending_payload
+        pending_payload = entry >> 4
+        pending = (x & 63) << 4
     if offset != nbits:
         raise WeightStreamError(
             f"codes run to bit {offset}, past the {nbits}-bit stream length",

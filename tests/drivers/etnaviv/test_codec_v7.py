@@ -257,7 +257,7 @@ def test_mesa_zrl_rule_stops_when_size_grows():
     assert v7.encode_v7(w, bias, offs, layout, **args).zrl_bits == min(sizes, key=sizes.get)
 
 
-def _sample(oc: int = 20):
+def _sample(oc: int = 20, zrl: int | None = None):
     sb = 2 if oc > 8 else 1
     layout = v7.V7Layout.for_job(oc=oc, ic=6, kh=3, kw=3, nn_cores=8, superblocks=sb, zero_point=9)
     rng = np.random.default_rng(7)
@@ -265,8 +265,8 @@ def _sample(oc: int = 20):
     w[rng.random(w.shape) < 0.7] = 9
     offs = v7.plane_offsets(layout, 16)
     enc = v7.encode_v7(w, np.arange(oc, dtype=np.int32), offs, layout, input_zero_point=0,
-                       max_zrl_bits=5)  # fmt: skip
-    assert enc.zrl_bits > 0
+                       max_zrl_bits=5, force_zrl=zrl)  # fmt: skip
+    assert enc.zrl_bits > 0 if zrl is None else enc.zrl_bits == zrl
     return layout, enc
 
 
@@ -304,7 +304,7 @@ def test_garbage_header():
 @settings(max_examples=150, deadline=None)
 @given(st.data())
 def test_corrupt_streams_raise_only_weight_stream_errors(data):
-    layout, enc = _sample()
+    layout, enc = _sample(zrl=data.draw(st.sampled_from([None, 0])))
     buf = bytearray(enc.data)
     for _ in range(data.draw(st.integers(1, 6))):
         bit = data.draw(st.integers(0, len(buf) * 8 - 1))

@@ -9,7 +9,7 @@ outputs and their cache; ``mesa_npu.frontends.teflon.sweep`` runs cases on a dev
 """
 
 from .common import GENERATOR_VERSION, Case, Variant
-from .reference import Expected, cache_from_env, compute_expected, expected
+from .reference import Expected, cache_from_env, cached, compute_expected, expected
 from .suites import SUITE_NAMES, SUITES, Suite, find_suite, select
 
 __all__ = [
@@ -21,6 +21,7 @@ __all__ = [
     "Suite",
     "Variant",
     "cache_from_env",
+    "cached",
     "compute_expected",
     "expected",
     "find_suite",

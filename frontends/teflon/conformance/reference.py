@@ -69,9 +69,10 @@ def _store(path: Path, exp: Expected) -> None:
     os.replace(tmp, path)
 
 
-def compute_expected(case: Case) -> Expected:
-    """Build the case and run it on LiteRT BUILTIN_REF with its seeded inputs."""
-    model = case.build()
+def compute_expected(case: Case, model: bytes | None = None) -> Expected:
+    """Run the case (``model``: its already built bytes) on LiteRT BUILTIN_REF with its seeded
+    inputs."""
+    model = case.build() if model is None else model
     it = litert.interpreter(model, "ref")
     inputs = litert.random_inputs(it, case.input_seed)
     litert.set_inputs(it, inputs)
@@ -80,14 +81,20 @@ def compute_expected(case: Case) -> Expected:
     return Expected(model, inputs, outputs)
 
 
-def expected(case: Case, cache: Path | None = None) -> Expected:
-    """The case's expected outputs, from the cache when one is given and holds them."""
+def cached(case: Case, cache: Path | None) -> Expected | None:
+    """The cache's entry for the case, if there is one."""
     if cache is None:
-        return compute_expected(case)
+        return None
     path = _cache_path(cache, case)
-    hit = _load(path) if path.exists() else None
+    return _load(path) if path.exists() else None
+
+
+def expected(case: Case, cache: Path | None = None, model: bytes | None = None) -> Expected:
+    """The case's expected outputs, from the cache when one is given and holds them."""
+    hit = cached(case, cache)
     if hit is not None:
         return hit
-    exp = compute_expected(case)
-    _store(path, exp)
+    exp = compute_expected(case, model)
+    if cache is not None:
+        _store(_cache_path(cache, case), exp)
     return exp

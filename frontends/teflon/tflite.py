@@ -149,9 +149,12 @@ def _tensor(model: Any, raw: bytes, index: int, t: Any, where: str, user: str) -
     shape = tuple(int(d) for d in (t.shape if t.shape is not None else ()))
     type_name = _TYPE_NAMES.get(t.type, f"type{t.type}")
     label = f"{where}: {user}tensor {index} '{name}'"
-    signature = t.shapeSignature
-    if signature is not None and any(int(d) < 0 for d in signature):
-        raise ModelError(f"{label} has a dynamic shape {list(map(int, signature))}")
+    signature = [int(d) for d in t.shapeSignature] if t.shapeSignature is not None else []
+    # A dynamic batch (signature -1, static size 1) is how Keras exports every model; LiteRT runs
+    # it at batch 1 unless resized, and so do we. Any other dynamic dimension is refused.
+    dynamic = [i for i, d in enumerate(signature) if d < 0]
+    if dynamic and (dynamic != [0] or not shape or shape[0] != 1):
+        raise ModelError(f"{label} has a dynamic shape {signature}")
     if any(d < 0 for d in shape):
         raise ModelError(f"{label} has a negative dimension {list(shape)}")
     if t.buffer < 0 or t.buffer >= len(model.buffers or ()):

@@ -77,9 +77,15 @@ def test_float_model(capsys, tmp_path):
     assert_one_line(code, err, "float model", "op 0 (CONV_2D)")
 
 
-def test_dynamic_shape(capsys, tmp_path):
+def test_dynamic_batch_is_batch_one():
     b = conv_model()
     b.graph.tensors[0].shapeSignature = np.array([-1, 5, 5, 2], dtype=np.int32)
+    assert parse_model(b.build([0], [2])).tensors[0].shape == (1, 5, 5, 2)
+
+
+def test_dynamic_shape(capsys, tmp_path):
+    b = conv_model()
+    b.graph.tensors[0].shapeSignature = np.array([1, -1, 5, 2], dtype=np.int32)
     path = write(tmp_path, "dyn.tflite", b.build([0], [2]))
     code, _, err = run_cli(capsys, "inspect", path)
     assert_one_line(code, err, "dynamic shape", "tensor 0 'input'", "op 0 (CONV_2D)")

@@ -12,7 +12,9 @@ round half up) and ``RoundingDivideByPOT(h, r) = floor((h + 2^(r-1) - [h < 0]) /
 ``r > 0``, a kernel pays per element: ``u = (x*M + fold) >> 31`` (which is ``h + 2^(r-1) +
 zp*2^r``), ``u -= u < K`` (the negative-value correction), ``u >>= r`` and a clamp. ``u`` is
 narrowed to int32 when the accumulator bound proves it fits, and rows are processed in
-cache-sized chunks.
+cache-sized chunks. The first step runs in float64 (``floor(x * M/2^31 + fold/2^31)``, AVX2 has
+no 64-bit integer multiply) whenever the accumulators seen are small enough for every term to be
+exact below 2^53; otherwise in int64.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from ...util.fixedpoint import (
 )
 
 CHUNK_ELEMENTS = 1 << 16  # int64 working set of 512 KiB: stays in L2 on the machines we run on
+FLOAT64_EXACT = 1 << 53  # integers up to here are exact doubles
 
 
 class Rescale(enum.Enum):
@@ -62,6 +65,9 @@ class OutputStage:
     negative_below: np.ndarray  # u below this means h < 0 (int32 or int64)
     right: np.ndarray  # r, or None when every r is 0
     add_zero_point: int  # the zero point when it is not folded
+    float_multiplier: np.ndarray  # M / 2^31 (exact)
+    float_fold: np.ndarray  # fold / 2^31 (exact when float_limit >= 0)
+    float_limit: int  # largest |acc| for which the float64 first step is exact, or -1
 
     def __call__(self, acc: np.ndarray) -> np.ndarray:
         """The output values (``dtype``) for integer-valued ``acc`` (any numeric dtype),
@@ -71,10 +77,15 @@ class OutputStage:
         flat = acc.reshape(-1, channels)
         out = np.empty(flat.shape, dtype=self.dtype)
         rows = max(1, CHUNK_ELEMENTS // max(channels, 1))
-        consts = self._constants(slice(None))
+        consts = self._constants(slice(None), self._use_float(acc))
         for start in range(0, flat.shape[0], rows):
             self._rows(flat[start : start + rows], consts, out[start : start + rows])
         return out.reshape(shape)
+
+    def _use_float(self, acc: np.ndarray) -> bool:
+        if not self.fast or self.float_limit < 0 or acc.size == 0:
+            return False
+        return max(-float(acc.min()), float(acc.max())) <= self.float_limit
 
     def planar(self, acc: np.ndarray) -> np.ndarray:
         """Like calling the stage, for ``acc`` of shape (N, C, H, W): channels on axis 1."""
@@ -82,17 +93,28 @@ class OutputStage:
         flat = acc.reshape(n, c, -1)
         out = np.empty(flat.shape, dtype=self.dtype)
         rows = max(1, CHUNK_ELEMENTS // max(flat.shape[2], 1))
+        use_float = self._use_float(acc)
         for b in range(n):
             for start in range(0, c, rows):
                 part = slice(start, start + rows)
-                consts = self._constants(part, column=True)
+                consts = self._constants(part, use_float, column=True)
                 self._rows(flat[b, part], consts, out[b, part])
         return out.reshape(acc.shape)
 
-    def _constants(self, part: slice, *, column: bool = False) -> tuple:
+    def _constants(self, part: slice, use_float: bool, *, column: bool = False) -> tuple:
         """The per-channel arrays for channels ``part``, as columns for planar data."""
         names = ("multiplier", "shift", "bias", "real_scale", "fold", "negative_below", "right")
-        values = []
+        if use_float:
+            names = (
+                "float_multiplier",
+                "shift",
+                "bias",
+                "real_scale",
+                "float_fold",
+                "negative_below",
+                "right",
+            )
+        values = [use_float]
         for name in names:
             v = getattr(self, name)
             if v is not None and v.ndim:
@@ -101,20 +123,26 @@ class OutputStage:
         return tuple(values)
 
     def _rows(self, acc: np.ndarray, consts: tuple, out: np.ndarray) -> None:
-        multiplier, shift, bias, real_scale, fold, negative_below, right = consts
+        use_float, multiplier, shift, bias, real_scale, fold, negative_below, right = consts
         if not self.fast:
             out[...] = self._general(acc, multiplier, shift, bias, real_scale)
             return
-        if self.narrow:  # |acc| < 2^31: a float-to-int32 conversion is the cheapest
-            acc = acc.astype(np.int32)
-        t = np.multiply(acc, multiplier, dtype=np.int64, casting="unsafe")
-        t += fold
-        if self.narrow:
-            u = np.empty(t.shape, dtype=np.int32)
-            np.right_shift(t, 31, out=u, casting="unsafe")
+        if use_float:  # every term below 2^53: floor((x*M + fold) / 2^31) in float64
+            f = np.multiply(acc, multiplier, dtype=np.float64)
+            f += fold
+            np.floor(f, out=f)
+            u = f.astype(np.int32 if self.narrow else np.int64)
         else:
-            u = t
-            u >>= 31
+            if self.narrow:  # |acc| < 2^31: a float-to-int32 conversion is the cheapest
+                acc = acc.astype(np.int32)
+            t = np.multiply(acc, multiplier, dtype=np.int64, casting="unsafe")
+            t += fold
+            if self.narrow:
+                u = np.empty(t.shape, dtype=np.int32)
+                np.right_shift(t, 31, out=u, casting="unsafe")
+            else:
+                u = t
+                u >>= 31
         if right is not None:
             u -= u < negative_below
             u >>= right
@@ -162,6 +190,10 @@ def make_output_stage(
     k = half + folded
     narrow = h_bound + extra + (zp_term if fold_zp else 0) + abs(zero_point) < (1 << 31)
     below = np.where(right > 0, k, np.iinfo(np.int32 if narrow else np.int64).min)
+    fold = b * m + (1 << 30) + (k << 31)
+    fold_max = int(np.abs(fold).max(initial=0))
+    m_max = max(int(m.max(initial=0)), 1)
+    float_limit = (FLOAT64_EXACT - fold_max) // m_max - 1 if fold_max < FLOAT64_EXACT else -1
     return OutputStage(
         rescale=rescale,
         multiplier=m,
@@ -174,10 +206,13 @@ def make_output_stage(
         real_scale=np.asarray(real_scale, dtype=np.float64),
         fast=rescale is Rescale.DOUBLE_ROUNDING and bool(np.all(s <= 0)),
         narrow=narrow,
-        fold=b * m + (1 << 30) + (k << 31),
+        fold=fold,
         negative_below=below.astype(np.int32 if narrow else np.int64),
         right=right.astype(np.int32 if narrow else np.int64) if right.any() else None,
         add_zero_point=0 if fold_zp else int(zero_point),
+        float_multiplier=m.astype(np.float64) * 2.0**-31,
+        float_fold=fold.astype(np.float64) * 2.0**-31,
+        float_limit=float_limit,
     )
 
 

@@ -77,6 +77,7 @@ ZRL_FIELD_BITS = 8  # stream header: zrl_bits
 STREAM_HEADER_BITS = ZRL_FIELD_BITS + KPC_FIELD_BITS
 VALUE_BITS = 8  # a token's value
 SIDE_FIELD_BITS = 32  # raw bias / offset fields
+SIDE_FIELD_BYTES = SIDE_FIELD_BITS // 8
 DECODER_MAX_ZRL_BITS = 8  # our decoder's bound; the hardware's is hwdb NN_ZRL_BITS
 
 
@@ -345,9 +346,10 @@ def _plain_streams(values, order: StreamOrder, layout: V7Layout, field_values, s
     """zrl_bits 0: every token is one byte, so the stream is byte-aligned after its 3-byte
     header; build it by inserting the side fields' bytes, no bit packing."""
     cu = layout.cores_used
-    head = np.array([0, layout.kernels_per_core & 0xFF, layout.kernels_per_core >> 8], np.uint8)
+    header = np.array([layout.kernels_per_core << ZRL_FIELD_BITS], dtype="<u4")  # zrl_bits 0
+    head = header.view(np.uint8)[: STREAM_HEADER_BITS // 8]
     field_bytes = np.ascontiguousarray(field_values, dtype="<u4").view(np.uint8)
-    at = np.repeat(order.field_pos + 1, 4)
+    at = np.repeat(order.field_pos + 1, SIDE_FIELD_BYTES)
     stream = np.insert(values, at, field_bytes, axis=1)
     out = np.zeros((cu, size), dtype=np.uint8)
     out[:, :3] = head
@@ -463,7 +465,7 @@ def _decode_plain(
 ) -> tuple[np.ndarray, np.ndarray]:
     """zrl_bits 0: a byte per weight, so every weight and side field sits at a known byte."""
     head, nfields = STREAM_HEADER_BITS // 8, order.field_pos.size
-    need = head + order.length + SIDE_FIELD_BITS // 8 * nfields
+    need = head + order.length + SIDE_FIELD_BYTES * nfields
     if need > stream.size:
         raise WeightStreamError(
             f"a {stream.size}-byte stream cannot hold {order.length} weights and {nfields} "
@@ -472,12 +474,10 @@ def _decode_plain(
             bit_offset=base_bit + stream.size * 8,
         )
     before = np.searchsorted(order.field_pos, np.arange(order.length), side="left")
-    seq = stream[head + np.arange(order.length) + 4 * before]
-    at = head + order.field_pos + 1 + 4 * np.arange(nfields)
-    fields = stream[at[:, None] + np.arange(4)].astype(np.uint32) << (
-        8 * np.arange(4, dtype=np.uint32)
-    )
-    return seq, np.bitwise_or.reduce(fields, axis=1)
+    seq = stream[head + np.arange(order.length) + SIDE_FIELD_BYTES * before]
+    at = head + order.field_pos + 1 + SIDE_FIELD_BYTES * np.arange(nfields)
+    fields = np.ascontiguousarray(stream[at[:, None] + np.arange(SIDE_FIELD_BYTES)])
+    return seq, fields.view("<u4")[:, 0].astype(np.uint32)
 
 
 def _decode_core(

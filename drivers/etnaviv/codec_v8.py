@@ -30,8 +30,14 @@ class 7 carries the byte verbatim (8 bits: magnitudes of 7 or 8 bits, and any ze
 run: the kernel-count bytes, the end padding, and zeros the table cannot cover). Table entries
 are run lengths 1..255, descending; only the first ``2**R`` (at most 16) are indexable.
 
-Deviation from Mesa, on purpose: the depthwise channel fix-up is applied only when OC is at
-least the core count (Mesa's unsigned arithmetic wraps for 1 < OC < cores).
+Deviations from Mesa, on purpose: the depthwise channel fix-up is applied only when OC is at
+least the core count (Mesa's unsigned arithmetic wraps for 1 < OC < cores); Mesa's symbol-map
+histogram reads the raw weight bytes, ours (``search=False`` included) the coded ``w - wzp``
+bytes (the same for symmetric int8 weights, which is what Mesa was tuned on).
+
+This module is the encoder and the public face; the format's tables and layout live in
+``codec_v8_format``, the decoder in ``codec_v8_decode``, the per-layer search in
+``codec_v8_search``.
 """
 
 from __future__ import annotations
@@ -48,6 +54,7 @@ from .codec_v8_format import (
     CLASSES,
     COUNT_BYTES,
     DRAIN_PAIRS,
+    FLAGS_OFFSET,
     FREE,
     FREE_SHIFT,
     HEADER_BYTES,
@@ -56,11 +63,16 @@ from .codec_v8_format import (
     PART0,
     PART1,
     PART1_BITS,
+    RUN_SIZE_OFFSET,
+    RUN_TABLE_OFFSET,
     STREAM_ALIGN_BITS,
     STREAM_SIZES_OFFSET,
+    SYMBOL_BITS,
+    SYMBOL_MAP_OFFSET,
     VERBATIM_BITS,
     VERBATIM_CLASS,
     VERSION,
+    VERSION_SHIFT,
     V8Decoded,
     V8Layout,
     bias_fields,
@@ -359,11 +371,11 @@ def _assemble(tokens: _Tokens, symbol_map: tuple[int, ...]):
 
 def _header(layout: V8Layout, symbol_map, table, index_bits, bits) -> np.ndarray:
     head = np.zeros(HEADER_BYTES, dtype=np.uint8)
-    head[0] = VERSION << 4  # precode, bit16, fp16 = 0
-    head[1] = index_bits if table else 0
-    head[2 : 2 + len(table)] = table
-    symbols = sum(int(c) << (4 * i) for i, c in enumerate(symbol_map))
-    head[20:24] = np.array([symbols], dtype="<u4").view(np.uint8)
+    head[FLAGS_OFFSET] = VERSION << VERSION_SHIFT  # precode, bit16, fp16 = 0
+    head[RUN_SIZE_OFFSET] = index_bits if table else 0
+    head[RUN_TABLE_OFFSET : RUN_TABLE_OFFSET + len(table)] = table
+    symbols = sum(int(c) << (SYMBOL_BITS * i) for i, c in enumerate(symbol_map))
+    head[SYMBOL_MAP_OFFSET : SYMBOL_MAP_OFFSET + 4] = np.array([symbols], "<u4").view(np.uint8)
     sizes = np.zeros(layout.nn_cores, dtype="<u4")
     sizes[: layout.cores_used] = bits
     head[STREAM_SIZES_OFFSET : STREAM_SIZES_OFFSET + sizes.nbytes] = sizes.view(np.uint8)

@@ -15,10 +15,12 @@ import numpy as np
 from . import codec_v8_search as search
 from .codec_bits import WeightStreamError, byte_windows, read_fields
 from .codec_v8_format import (
+    AVG_BIAS_OFFSET,
     BYTE_TABLES,
     CLASSES,
     COUNT_BYTES,
     DRAIN_PAIRS,
+    FLAGS_OFFSET,
     FREE,
     FREE_SHIFT,
     HEADER_BYTES,
@@ -28,11 +30,16 @@ from .codec_v8_format import (
     PART0_CODED,
     PART1,
     PART1_BITS,
+    RUN_SIZE_OFFSET,
     RUN_TABLE_LEN,
+    RUN_TABLE_OFFSET,
     STREAM_ALIGN_BITS,
     STREAM_SIZES_OFFSET,
+    SYMBOL_BITS,
+    SYMBOL_MAP_OFFSET,
     VERBATIM_CLASS,
     VERSION,
+    VERSION_SHIFT,
     V8Decoded,
     V8Layout,
     join_streams,
@@ -52,24 +59,33 @@ class _Header:
 def _parse_header(buf: np.ndarray, layout: V8Layout) -> _Header:
     if buf.size < HEADER_BYTES:
         raise WeightStreamError(f"buffer of {buf.size} bytes is shorter than the 64-byte header")
-    flags = int(buf[0])
-    if flags != VERSION << 4:
+    flags = int(buf[FLAGS_OFFSET])
+    if flags != VERSION << VERSION_SHIFT:
         raise WeightStreamError(
             f"flags byte {flags:#04x}: want version {VERSION} without precode/bit16/fp16"
         )
-    index_bits = int(buf[1])
-    table = buf[2 : 2 + RUN_TABLE_LEN].astype(np.int64)
+    index_bits = int(buf[RUN_SIZE_OFFSET])
+    table = buf[RUN_TABLE_OFFSET : RUN_TABLE_OFFSET + RUN_TABLE_LEN].astype(np.int64)
     if index_bits > search.MAX_RUN_INDEX_BITS:
-        raise WeightStreamError(f"run_length_size {index_bits} above 4", bit_offset=8)
+        raise WeightStreamError(
+            f"run_length_size {index_bits} above {search.MAX_RUN_INDEX_BITS}",
+            bit_offset=RUN_SIZE_OFFSET * 8,
+        )
     if np.any(table[1 << index_bits if index_bits else 0 :]):
-        raise WeightStreamError("run-length table entries past 2**run_length_size", bit_offset=16)
-    nibbles = (int(buf[20:24].view("<u4")[0]) >> (4 * np.arange(CLASSES))) & 0xF
+        raise WeightStreamError(
+            "run-length table entries past 2**run_length_size", bit_offset=RUN_TABLE_OFFSET * 8
+        )
+    packed = int(buf[SYMBOL_MAP_OFFSET : SYMBOL_MAP_OFFSET + 4].view("<u4")[0])
+    nibbles = (packed >> (SYMBOL_BITS * np.arange(CLASSES))) & ((1 << SYMBOL_BITS) - 1)
     if sorted(nibbles.tolist()) != list(range(CLASSES)):
         raise WeightStreamError(
-            f"symbol map {nibbles.tolist()} is not a permutation", bit_offset=160
+            f"symbol map {nibbles.tolist()} is not a permutation",
+            bit_offset=SYMBOL_MAP_OFFSET * 8,
         )
-    if buf[24:28].any():
-        raise WeightStreamError("avg_bias/reserved fields are not zero", bit_offset=192)
+    if buf[AVG_BIAS_OFFSET:STREAM_SIZES_OFFSET].any():
+        raise WeightStreamError(
+            "avg_bias/reserved fields are not zero", bit_offset=AVG_BIAS_OFFSET * 8
+        )
     bits = buf[STREAM_SIZES_OFFSET : STREAM_SIZES_OFFSET + 4 * layout.nn_cores]
     bits = bits.view("<u4").astype(np.int64)
     for core in range(layout.nn_cores):

@@ -14,8 +14,16 @@ import numpy as np
 
 from . import codec_v8_search as search
 
+# struct etna_nn_header_v8 (brief §3.2): byte offsets of its fields.
 HEADER_BYTES = 64
+FLAGS_OFFSET = 0  # bit 0 precode, 1 bit16, 2 fp16, 3 reserved, 7:4 version
+VERSION_SHIFT = 4
+RUN_SIZE_OFFSET = 1  # run_length_size
+RUN_TABLE_OFFSET = 2  # run_length_table[18]
+SYMBOL_MAP_OFFSET = 20  # u32, 4 bits per symbol
+AVG_BIAS_OFFSET = 24  # u16 avg_bias, then u16 reserved
 STREAM_SIZES_OFFSET = 28  # byte offset of the per-core stream lengths in the header
+SYMBOL_BITS = 4
 MAX_CORES = (HEADER_BYTES - STREAM_SIZES_OFFSET) // 4
 STREAM_ALIGN_BITS = 512
 BLOCK = 9  # weights per interleave block

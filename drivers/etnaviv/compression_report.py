@@ -199,14 +199,16 @@ def _v7_layout(cw: ConvWeights, target: CodecTarget) -> codec_v7.V7Layout:
     if cw.depthwise:
         ic = oc
     sb = superblocks(cw, target, v8=False)
-    while True:  # the brief's rule can leave the last superblock empty; take the next fit
+    for count in range(sb, 0, -1):  # the brief's rule can leave the last superblock empty
         try:
             return codec_v7.V7Layout.for_job(
-                oc=oc, ic=ic, kh=kh, kw=kw, nn_cores=target.nn_cores, superblocks=sb,
+                oc=oc, ic=ic, kh=kh, kw=kw, nn_cores=target.nn_cores, superblocks=count,
                 zero_point=cw.zero_point, depthwise=cw.depthwise, input_width=cw.in_w,
             )  # fmt: skip
         except ValueError:
-            sb -= 1
+            if count == 1:
+                raise
+    raise AssertionError("unreachable: superblocks >= 1")
 
 
 def encode_layer_v7(cw: ConvWeights, target: CodecTarget, config: WeightCompressionConfig):
@@ -223,13 +225,15 @@ def encode_layer_v7(cw: ConvWeights, target: CodecTarget, config: WeightCompress
 def _v8_layout(cw: ConvWeights, target: CodecTarget) -> codec_v8.V8Layout:
     oc, ic, kh, kw = cw.weights.shape
     sb = superblocks(cw, target, v8=True)
-    while True:
+    for count in range(sb, 0, -1):  # some counts do not give each kernel one core
         try:
             return codec_v8.V8Layout(
-                oc, ic, kh, kw, target.nn_cores, sb, cw.zero_point, cw.depthwise
+                oc, ic, kh, kw, target.nn_cores, count, cw.zero_point, cw.depthwise
             )
         except ValueError:
-            sb -= 1
+            if count == 1:
+                raise
+    raise AssertionError("unreachable: superblocks >= 1")
 
 
 def encode_layer_v8(cw: ConvWeights, target: CodecTarget, config: WeightCompressionConfig):

@@ -253,3 +253,49 @@ def test_fully_connected(oracle, kit, variant, batch, depth, units, act, bias, w
         w_zp=w_zp,
     )
     oracle(model, seed, f"fc {variant} b{batch} d{depth} u{units}")
+
+
+def int16_model(kit, rng, builtin, *, pc, mult=1):
+    """int16 activations, int8 weights, int64 bias (the 16x8 scheme)."""
+    sx, so = kit.scale(rng.uniform(1e-4, 1e-3)), kit.scale(rng.uniform(5e-4, 5e-3))
+    cin, cout, depth, units = 16, 8, 40, 7
+    if builtin == "FULLY_CONNECTED":
+        wshape, oc, ishape, oshape = (units, depth), units, (2, depth), (2, units)
+        opts = options(builtin)
+    elif builtin == "DEPTHWISE_CONV_2D":
+        oc = cin * mult
+        wshape, ishape, oshape = (1, 3, 3, oc), (1, 6, 6, cin), (1, 6, 6, oc)
+        opts = options(builtin, padding=0, strideH=1, strideW=1, depthMultiplier=mult)
+    else:
+        oc = cout
+        wshape, ishape, oshape = (cout, 3, 3, cin), (1, 6, 6, cin), (1, 6, 6, cout)
+        opts = options(builtin, padding=0, strideH=1, strideW=1)
+    wdata, ws, _ = weights(rng, ET.INT8, wshape, oc, pc, 0)
+    bias_scale = (sx * np.asarray(ws)).tolist() if pc else sx * ws
+    axis = 3 if builtin == "DEPTHWISE_CONV_2D" else 0
+    return kit.single_op(
+        builtin,
+        [
+            dict(shape=ishape, dtype=ET.INT16, scale=sx, zero_point=0),
+            dict(shape=wshape, dtype=ET.INT8, scale=ws, zero_point=0, axis=axis, data=wdata),
+            dict(
+                shape=(oc,),
+                dtype=ET.INT64,
+                scale=bias_scale,
+                zero_point=0,
+                data=rng.integers(-30000, 30000, oc),
+            ),
+        ],
+        [dict(shape=oshape, dtype=ET.INT16, scale=so, zero_point=0)],
+        opts,
+        version=5 if builtin == "FULLY_CONNECTED" else 4,
+    )
+
+
+@pytest.mark.parametrize("builtin", ["CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED"])
+@pytest.mark.parametrize("pc", [False, True], ids=["per-tensor", "per-channel"])
+def test_int16x8(oracle, kit, builtin, pc):
+    for trial in range(6):
+        rng = np.random.default_rng(trial)
+        model = int16_model(kit, rng, builtin, pc=pc, mult=1 + trial % 2)
+        oracle(model, trial, f"{builtin} i16 #{trial}")

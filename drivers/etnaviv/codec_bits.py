@@ -44,7 +44,8 @@ class WeightCompressionConfig:
       (zrl_bits 0), v8 uses the identity symbol map (symbol i codes bit length i), no run mode.
     - ``search=False``: Mesa's choices: v7 tries zrl_bits from the hardware maximum down and
       stops when the size grows (0 for pointwise and add jobs); v8 sorts the symbol map by the
-      bit-length histogram with Mesa's sorting network.
+      bit-length histogram with Mesa's sorting network (histogram of the coded ``w - wzp``
+      bytes; Mesa reads the raw bytes, the same thing for symmetric int8 weights).
     - ``search=True``: per layer, the smallest buffer: v7 tries every zrl_bits up to the hardware
       maximum; v8 tries every distinct symbol assignment (1680 cost classes) and, when ``v8_zrl``
       is set, the zero-run mode with a searched run-length table. Never larger than Mesa's choice

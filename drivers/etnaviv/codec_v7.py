@@ -56,6 +56,7 @@ from .codec_v7_order import (
     stream_order,
     stream_unvalues,
     stream_values,
+    superblocks_from_config,
 )
 
 __all__ = [
@@ -71,6 +72,7 @@ __all__ = [
     "expand_depthwise",
     "plane_offsets",
     "restore_biases",
+    "superblocks_from_config",
 ]
 
 ZRL_FIELD_BITS = 8  # stream header: zrl_bits

@@ -124,7 +124,8 @@ class V7Layout:
 
     @property
     def superblock_kernels(self) -> int:
-        """Kernels per core in every superblock but the last (Mesa: ceil(kpc / superblocks))."""
+        """Kernels per core in every superblock but the last (Mesa: ceil(kpc / superblocks)):
+        the NN configuration's ``kernels_per_core`` field."""
         return -(-self.kernels_per_core // self.superblocks)
 
     @property
@@ -134,6 +135,13 @@ class V7Layout:
     @property
     def header_bytes(self) -> int:
         return align(self.nn_cores * 4, ALIGNMENT)
+
+
+def superblocks_from_config(oc: int, nn_cores: int, config_kernels_per_core: int) -> int:
+    """The superblock count a job configuration implies: every superblock but the last holds
+    ``kernels_per_core`` (config) kernels per core, the last the rest (for the decoder)."""
+    per_core = -(-oc // min(oc, nn_cores))
+    return -(-per_core // config_kernels_per_core)
 
 
 def kernel_walk(kh: int, kw: int, split: bool) -> np.ndarray:

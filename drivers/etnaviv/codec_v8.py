@@ -79,6 +79,7 @@ from .codec_v8_format import (
     payload_bits,
     restore_biases,
     split_streams,
+    superblocks_from_config,
 )
 
 __all__ = [
@@ -89,6 +90,7 @@ __all__ = [
     "decode_v8",
     "encode_v8",
     "restore_biases",
+    "superblocks_from_config",
 ]
 
 

@@ -127,6 +127,12 @@ class V8Layout:
         return min(self.oc, self.nn_cores)
 
     @property
+    def superblock_kernels(self) -> int:
+        """Kernels per core in a full superblock: the NN configuration's ``kernels_per_core``
+        (Mesa: ceil(ceil(OC / cores) / superblocks), the same number)."""
+        return -(-self.oc // (self.nn_cores * self.superblocks))
+
+    @property
     def kernel_size(self) -> int:
         return self.ic * self.kh * self.kw
 
@@ -196,6 +202,13 @@ def restore_biases(decoded: V8Decoded, zero_point: int, input_zero_point: int) -
     w = decoded.weights.reshape(decoded.weights.shape[0], -1).astype(np.int64)
     corr = (w - zero_point).sum(axis=1) * (BIAS_INPUT_OFFSET - input_zero_point)
     return (decoded.bias_fields.astype(np.int64) - corr).astype(np.uint32).view(np.int32)
+
+
+def superblocks_from_config(oc: int, nn_cores: int, config_kernels_per_core: int) -> int:
+    """The superblock count a job configuration implies (for the decoder). A count that leaves
+    the last superblock empty gives the same stream as this one."""
+    per_core = -(-oc // nn_cores)
+    return -(-per_core // config_kernels_per_core)
 
 
 def split_streams(layout: V8Layout, padded: np.ndarray) -> list[np.ndarray]:

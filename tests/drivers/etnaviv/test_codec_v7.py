@@ -200,6 +200,9 @@ def test_round_trip(data):
     assert np.array_equal(dec.offsets, offs)
     if not config.enabled:
         assert enc.zrl_bits == 0
+    # The decoder can take its superblocks from the job configuration's kernels_per_core.
+    count = v7.superblocks_from_config(layout.oc, layout.nn_cores, layout.superblock_kernels)
+    assert count == layout.superblocks
 
 
 @SETTINGS

@@ -208,6 +208,11 @@ def test_round_trip_every_mode(data):
     assert dec.symbol_map == enc.symbol_map and dec.run_lengths == enc.run_lengths
     if mode == "off":
         assert enc.symbol_map == tuple(range(8)) and enc.run_lengths == ()
+    # The decoder can take its superblocks from the job configuration's kernels_per_core.
+    count = v8.superblocks_from_config(layout.oc, layout.nn_cores, layout.superblock_kernels)
+    fields = (layout.oc, layout.ic, layout.kh, layout.kw, layout.nn_cores)
+    same = v8.V8Layout(*fields, count, layout.zero_point, layout.depthwise)
+    assert np.array_equal(v8.decode_v8(enc.data, same).weights, w)
 
 
 @SETTINGS

@@ -1,0 +1,369 @@
+"""Benchmarks: compile and invoke times per model and device, against LiteRT in the same run.
+
+Run from the repository root (with the package installed)::
+
+    python benchmarks/bench.py                          # every model, every device present
+    python benchmarks/bench.py --quick                  # demo model on the reference device
+    python benchmarks/bench.py --models mobilenet_v2_1.0_224_quant.tflite --devices reference
+    python benchmarks/bench.py --json out.json --repeat 7 --sections invoke vela
+
+Models: the generated demo CNN (``frontends/teflon/demo_model.py``) and a few generated
+conformance graphs always, plus every ``.tflite`` in ``../shared/models`` when that folder
+exists (``--models`` picks by file name or path; ``demo`` and conformance case IDs work too).
+
+The report is a list of named sections (:data:`SECTIONS`); each is a function
+``(Options) -> Section`` that measures one thing and returns rows for the table and the JSON,
+so other parts add theirs (pass runtimes, register generation, weight compression, cost-model
+validation) by appending one entry:
+
+* ``invoke``: per model and device the compile seconds (``subgraph_create`` + ``serialize`` of
+  every partition), the device invoke seconds (median of ``--repeat`` invokes of all partitions,
+  after a warm-up invoke, fed BUILTIN_REF's own partition inputs), LiteRT ``BUILTIN_REF`` and
+  XNNPACK (1 thread) invoke seconds of the whole model measured the same way, and the ratios
+  device/BUILTIN_REF and device/XNNPACK. ``claimed`` says how much of the model the device ran.
+* ``vela``: when ``ethos-u-vela`` is installed, Vela's compile time for the same models (the
+  etnaviv and rocket targets compare their compile time with it), next to ours.
+
+Timings are wall-clock on this machine; the script prints them and never asserts them (a smoke
+test checks only that the fields exist).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import io
+import json
+import os
+import platform
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from mesa_npu.frontends.teflon import litert
+from mesa_npu.frontends.teflon.conformance import find_suite
+from mesa_npu.frontends.teflon.demo_model import build_demo_model, demo_input
+from mesa_npu.frontends.teflon.partition import check_quantized, partition, query_support
+from mesa_npu.frontends.teflon.tflite import ModelError, TfliteModel, parse_model
+from mesa_npu.gallium.loader import list_devices, open_device
+
+SHARED_MODELS = Path(__file__).resolve().parents[1].parent / "shared" / "models"
+# Generated conformance graphs that are always benchmarked: a mid-size conv, Mesa's two-conv
+# ADD, and a large depthwise layer (MobileNet-like shapes).
+CONFORMANCE_MODELS = (
+    "conv-in80x80-k3-ic32-oc32-s1-same-i8pc",
+    "add-in80x80-k3-ic32-oc32-s1-same-u8",
+    "dwconv-in112x112-k3-c128-s1-same-i8pc",
+)
+VELA_ACCELERATOR = "ethos-u55-256"  # Vela's own default accelerator configuration
+
+
+@dataclass(frozen=True, slots=True)
+class ModelSource:
+    name: str
+    data: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class Options:
+    models: tuple[ModelSource, ...]
+    devices: tuple[str, ...]
+    repeat: int
+
+
+@dataclass(frozen=True, slots=True)
+class Section:
+    """One section's result: rows (JSON objects) and the columns the table prints."""
+
+    name: str
+    title: str
+    columns: tuple[str, ...]
+    rows: tuple[dict, ...] = ()
+    note: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class SectionSpec:
+    name: str
+    run: Callable[[Options], Section]
+    in_quick: bool = True  # part of --quick
+    description: str = field(default="")
+
+
+# -- models -----------------------------------------------------------------------------------
+
+
+def conformance_model(case_id: str) -> ModelSource:
+    suite = find_suite(case_id.split("-")[0])
+    case = next(c for c in suite.full() if c.id == case_id)
+    return ModelSource(case_id, case.build())
+
+
+def default_models(quick: bool) -> list[ModelSource]:
+    models = [ModelSource("demo", build_demo_model())]
+    if quick:
+        return models
+    models += [conformance_model(c) for c in CONFORMANCE_MODELS]
+    if SHARED_MODELS.is_dir():
+        models += [
+            ModelSource(p.name, p.read_bytes()) for p in sorted(SHARED_MODELS.glob("*.tflite"))
+        ]
+    return models
+
+
+def pick_models(names: Sequence[str]) -> list[ModelSource]:
+    models = []
+    for name in names:
+        if name == "demo":
+            models.append(ModelSource("demo", build_demo_model()))
+        elif Path(name).exists():
+            models.append(ModelSource(Path(name).name, Path(name).read_bytes()))
+        elif (SHARED_MODELS / name).exists():
+            models.append(ModelSource(name, (SHARED_MODELS / name).read_bytes()))
+        else:
+            try:
+                models.append(conformance_model(name))
+            except (ValueError, StopIteration):
+                raise SystemExit(
+                    f"bench: no model '{name}' (a path, a file in "
+                    f"{SHARED_MODELS}, 'demo' or a conformance case ID)"
+                ) from None
+    return models
+
+
+# -- the invoke section -----------------------------------------------------------------------
+
+
+def median_seconds(fn: Callable[[], object], repeat: int) -> float:
+    fn()  # warm-up: lazy buffers, caches
+    times = []
+    for _ in range(repeat):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def reference_inputs(source: ModelSource, model: TfliteModel) -> dict[int, np.ndarray]:
+    """Every tensor of one BUILTIN_REF run (the demo gets its picture, others seeded noise)."""
+    it = litert.interpreter(source.data, "ref", preserve=True)
+    inputs = litert.random_inputs(it, 0)
+    if source.name == "demo":
+        inputs[it.get_input_details()[0]["index"]] = demo_input()
+    litert.set_inputs(it, inputs)
+    litert.invoke(it, source.name)
+    return litert.all_tensors(it)
+
+
+def litert_seconds(source: ModelSource, kind: str, repeat: int) -> float:
+    it = litert.interpreter(source.data, kind, threads=1)
+    litert.set_inputs(it, litert.random_inputs(it, 0))
+    return median_seconds(it.invoke, repeat)
+
+
+def device_row(source: ModelSource, model: TfliteModel, device_name: str, values, repeat: int):
+    device = open_device(device_name)
+    support = query_support(model, device)
+    parts = partition(model, support)
+    row: dict = {
+        "model": source.name,
+        "device": device.name,
+        "claimed": f"{sum(s.supported for s in support)}/{len(support)}",
+        "partitions": len(parts),
+    }
+    start = time.perf_counter()
+    blobs = [device.subgraph_create(p.ops).serialize() for p in parts]
+    row["compile_s"] = time.perf_counter() - start
+    ctx = device.create_context()
+    try:
+        subgraphs = [ctx.subgraph_deserialize(b) for b in blobs]
+
+        def invoke_all() -> None:
+            for part, sg in zip(parts, subgraphs, strict=True):
+                ctx.subgraph_invoke(sg, {i: values[i] for i in part.inputs})
+                ctx.subgraph_read_outputs(sg)
+
+        row["invoke_s"] = median_seconds(invoke_all, repeat) if parts else 0.0
+    finally:
+        ctx.destroy()
+        device.destroy()
+    return row
+
+
+def invoke_section(opts: Options) -> Section:
+    rows = []
+    notes = []
+    for source in opts.models:
+        try:
+            model = parse_model(source.data, source.name)
+            check_quantized(model)
+        except ModelError as e:
+            notes.append(f"skipped {e}")
+            continue
+        values = reference_inputs(source, model)
+        ref_s = litert_seconds(source, "ref", opts.repeat)
+        xnn_s = litert_seconds(source, "xnnpack", opts.repeat)
+        for device_name in opts.devices:
+            try:
+                row = device_row(source, model, device_name, values, opts.repeat)
+            except Exception as e:  # a driver still being written: report, keep going
+                row = {
+                    "model": source.name,
+                    "device": device_name,
+                    "error": f"{type(e).__name__}: {' '.join(str(e).split())}"[:200],
+                }
+            row |= {"builtin_ref_s": ref_s, "xnnpack_s": xnn_s}
+            if "invoke_s" in row:
+                row["ratio_ref"] = row["invoke_s"] / ref_s
+                row["ratio_xnnpack"] = row["invoke_s"] / xnn_s
+            rows.append(row)
+    return Section(
+        "invoke",
+        "compile and invoke (seconds; ratio < 1: the device is faster)",
+        (
+            "model",
+            "device",
+            "claimed",
+            "compile_s",
+            "invoke_s",
+            "builtin_ref_s",
+            "xnnpack_s",
+            "ratio_ref",
+            "ratio_xnnpack",
+            "error",
+        ),
+        tuple(rows),
+        "; ".join(notes),
+    )
+
+
+# -- the Vela section -------------------------------------------------------------------------
+
+
+def vela_seconds(source: ModelSource) -> float:
+    """One in-process Vela compile of the model (its report printing silenced)."""
+    from ethosu.vela import vela
+
+    with tempfile.TemporaryDirectory(prefix="bench-vela-") as tmp:
+        path = os.path.join(tmp, "model.tflite")
+        Path(path).write_bytes(source.data)
+        args = [path, "--output-dir", tmp, "--accelerator-config", VELA_ACCELERATOR]
+        out = io.StringIO()
+        start = time.perf_counter()
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(out):
+            code = vela.main(args)
+        elapsed = time.perf_counter() - start
+    if code:
+        raise RuntimeError(f"vela exited with {code}")
+    return elapsed
+
+
+def vela_section(opts: Options) -> Section:
+    columns = ("model", "vela_compile_s", "accelerator", "error")
+    try:
+        import ethosu.vela  # noqa: F401
+    except ImportError:
+        return Section(
+            "vela",
+            "Vela compile time",
+            columns,
+            (),
+            "ethos-u-vela not installed (pip install ethos-u-vela)",
+        )
+    rows = []
+    for source in opts.models:
+        row: dict = {"model": source.name, "accelerator": VELA_ACCELERATOR}
+        try:
+            row["vela_compile_s"] = vela_seconds(source)
+        except Exception as e:  # Vela refuses some graphs; say so and go on
+            row["error"] = f"{type(e).__name__}: {' '.join(str(e).split())}"[:200]
+        rows.append(row)
+    return Section("vela", f"Vela compile time ({VELA_ACCELERATOR})", columns, tuple(rows))
+
+
+# Add a section by appending a SectionSpec (keep names stable: they are JSON keys).
+SECTIONS = (
+    SectionSpec("invoke", invoke_section, True, "compile/invoke times and LiteRT ratios"),
+    SectionSpec("vela", vela_section, False, "Vela compile time for the same models"),
+)
+
+
+# -- output -----------------------------------------------------------------------------------
+
+
+def _cell(value) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:.4f}" if value < 100 else f"{value:.1f}"
+    return str(value)
+
+
+def format_section(section: Section) -> str:
+    columns = [c for c in section.columns if any(c in r for r in section.rows)]
+    table = [columns] + [[_cell(r.get(c)) for c in columns] for r in section.rows]
+    widths = [max(len(row[i]) for row in table) for i in range(len(columns))]
+    lines = [f"== {section.name}: {section.title}"]
+    lines += ["  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)) for row in table]
+    if section.note:
+        lines.append(f"note: {section.note}")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--models", nargs="+", help="model files, shared model names, 'demo' or IDs")
+    p.add_argument("--devices", nargs="+", help="device names (default: every device present)")
+    p.add_argument("--sections", nargs="+", choices=[s.name for s in SECTIONS])
+    p.add_argument("--repeat", type=int, help="timed invokes per measurement (median)")
+    p.add_argument("--quick", action="store_true", help="demo model, reference device, seconds")
+    p.add_argument("--json", metavar="PATH", help="also write the results as JSON here")
+    args = p.parse_args(argv)
+
+    models = pick_models(args.models) if args.models else default_models(args.quick)
+    if args.devices:
+        devices = tuple(args.devices)
+    elif args.quick:
+        devices = ("reference",)
+    else:
+        devices = tuple(dict.fromkeys(d.name for d in list_devices()))
+    opts = Options(tuple(models), devices, args.repeat or (3 if args.quick else 5))
+    chosen = [
+        s
+        for s in SECTIONS
+        if (s.name in args.sections if args.sections else (s.in_quick or not args.quick))
+    ]
+    results = []
+    for spec in chosen:
+        section = spec.run(opts)
+        results.append(section)
+        print(format_section(section), flush=True)
+    if args.json:
+        doc = {
+            "machine": {
+                "python": platform.python_version(),
+                "cpus": os.cpu_count(),
+                "platform": platform.platform(),
+            },
+            "options": {
+                "models": [m.name for m in models],
+                "devices": list(devices),
+                "repeat": opts.repeat,
+                "quick": args.quick,
+            },
+            "sections": {
+                s.name: {"title": s.title, "rows": list(s.rows), "note": s.note} for s in results
+            },
+        }
+        Path(args.json).write_text(json.dumps(doc, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

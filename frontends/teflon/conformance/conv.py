@@ -230,6 +230,97 @@ class AddQuantCase(Case):
         return b.build([a, c], [out])
 
 
+# Fused activations as TFLite names them, for the ``convx`` suite.
+ACTIVATIONS = {
+    "none": schema.ActivationFunctionType.NONE,
+    "relu": schema.ActivationFunctionType.RELU,
+    "relu6": schema.ActivationFunctionType.RELU6,
+    "relun1": schema.ActivationFunctionType.RELU_N1_TO_1,
+}
+
+
+@dataclass(frozen=True, slots=True)
+class ConvExtraCase(Case):
+    """What Mesa's sweeps leave out: non-square inputs and kernels, unequal strides, dilation,
+    fused activations and (depthwise) a depth multiplier."""
+
+    suite = "convx"
+    depthwise: bool
+    size: tuple[int, int]
+    kernel: tuple[int, int]
+    ic: int
+    oc: int  # for depthwise: ic times the depth multiplier
+    stride: tuple[int, int]
+    dilation: int
+    same: bool
+    act: str  # a key of ACTIVATIONS
+    variant: Variant
+
+    @property
+    def id(self) -> str:
+        kind = "dwconv" if self.depthwise else "conv"
+        return (
+            f"convx-{kind}-in{self.size[0]}x{self.size[1]}-k{self.kernel[0]}x{self.kernel[1]}"
+            f"-ic{self.ic}-oc{self.oc}-s{self.stride[0]}x{self.stride[1]}-d{self.dilation}"
+            f"-{_pad_name(self.same)}-{self.act}-{self.variant.suffix}"
+        )
+
+    def _out(self) -> tuple[int, int]:
+        return tuple(
+            out_size(n, (k - 1) * self.dilation + 1, s, self.same)
+            for n, k, s in zip(self.size, self.kernel, self.stride, strict=True)
+        )
+
+    @property
+    def cost(self) -> int:
+        oh, ow = self._out()
+        per_output = self.kernel[0] * self.kernel[1] * (1 if self.depthwise else self.ic)
+        return oh * ow * self.oc * per_output
+
+    def build(self) -> bytes:
+        v = self.variant
+        b = ModelBuilder(self.id)
+        in_q = activation_quant(v, self.rng(1))
+        src = b.tensor((1, *self.size, self.ic), v.dtype, **in_q.kwargs())
+        kh, kw = self.kernel
+        shape, axis = (
+            ((1, kh, kw, self.oc), 3) if self.depthwise else ((self.oc, kh, kw, self.ic), 0)
+        )
+        w = make_weights(v, self.rng(2), shape, axis)
+        out_q = accumulator_quant(v, in_q, w, axis)
+        out = b.tensor((1, *self._out(), self.oc), v.dtype, **out_q.kwargs())
+        wt, bt = add_weights(b, v, w, in_q, axis)
+        name = "DEPTHWISE_CONV_2D" if self.depthwise else "CONV_2D"
+        fields = dict(
+            padding=schema.Padding.SAME if self.same else schema.Padding.VALID,
+            strideH=self.stride[0],
+            strideW=self.stride[1],
+            dilationHFactor=self.dilation,
+            dilationWFactor=self.dilation,
+            fusedActivationFunction=ACTIVATIONS[self.act],
+        )
+        if self.depthwise:
+            fields["depthMultiplier"] = self.oc // self.ic
+        b.op(name, [src, wt, bt], [out], options(name, **fields))
+        return b.build([src], [out])
+
+
+def convx_cases() -> list[ConvExtraCase]:
+    return [
+        ConvExtraCase(dw, size, k, 8, 16, s, d, same, act, v)
+        for v, dw, size, k, s, d, same, act in product(
+            WEIGHTED,
+            (False, True),
+            ((7, 5), (9, 9)),
+            ((1, 3), (3, 3), (3, 2)),
+            ((1, 1), (2, 1), (2, 2)),
+            (1, 2),
+            PADDINGS,
+            tuple(ACTIVATIONS),
+        )
+    ]
+
+
 def conv_cases(cls: type[ConvCase] = ConvCase) -> list[ConvCase]:
     return [
         cls(size, k, ic, oc, stride, same, v)

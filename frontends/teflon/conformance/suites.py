@@ -41,6 +41,7 @@ class Suite:
 # convolutions to ~0.05 s a case. The small suites run every case.
 SUITES = (
     Suite("conv", conv.conv_cases, 240, 100_000_000, "Mesa Conv2D sweep, u8 and i8 per-channel"),
+    Suite("convx", conv.convx_cases, 48, 100_000, "dilation, strides, activations, multiplier"),
     Suite("dwconv", conv.dwconv_cases, 80, 10_000_000, "Mesa DepthwiseConv2D sweep"),
     Suite("add", conv.add_cases, 120, 100_000_000, "Mesa Add: two convs feeding an ADD"),
     Suite(

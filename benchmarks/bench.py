@@ -246,6 +246,28 @@ def invoke_section(opts: Options) -> Section:
 # -- the Vela section -------------------------------------------------------------------------
 
 
+@contextlib.contextmanager
+def _silenced():
+    """Send stdout and stderr to /dev/null at the descriptor level (Vela's report and its
+    logging handlers write to the original streams)."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    saved = [os.dup(1), os.dup(2)]
+    null = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(null, 1)
+        os.dup2(null, 2)
+        with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+            yield
+    finally:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os.dup2(saved[0], 1)
+        os.dup2(saved[1], 2)
+        for fd in (*saved, null):
+            os.close(fd)
+
+
 def vela_seconds(source: ModelSource) -> float:
     """One in-process Vela compile of the model (its report printing silenced)."""
     from ethosu.vela import vela
@@ -254,11 +276,10 @@ def vela_seconds(source: ModelSource) -> float:
         path = os.path.join(tmp, "model.tflite")
         Path(path).write_bytes(source.data)
         args = [path, "--output-dir", tmp, "--accelerator-config", VELA_ACCELERATOR]
-        out = io.StringIO()
-        start = time.perf_counter()
-        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(out):
+        with _silenced():
+            start = time.perf_counter()
             code = vela.main(args)
-        elapsed = time.perf_counter() - start
+            elapsed = time.perf_counter() - start
     if code:
         raise RuntimeError(f"vela exited with {code}")
     return elapsed

@@ -4,11 +4,15 @@ Each driver package exposes ``probe() -> list[DeviceInfo]`` and
 ``create_device(info) -> MlDevice``. Kernel device nodes are listed when the machine has them,
 simulated devices (drm_shim) always. A device is named ``driver[:soc]``, e.g. ``rocket``,
 ``etnaviv:imx8mp`` or ``reference``; ``MESA_NPU_DEVICE`` picks one when no name is given, and
-``MESA_NPU_BACKEND=sim`` ignores kernel nodes.
+``MESA_NPU_BACKEND=sim`` ignores kernel nodes. A name may end in driver options,
+``driver[:soc]?key=value&key=value`` (``etnaviv:a311d?compression=off``): the loader matches the
+part before ``?`` and hands the rest, unparsed, to the driver's ``create_device`` as
+``DeviceInfo.options``; each driver documents and validates its keys.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
 import os
 from dataclasses import dataclass
@@ -26,6 +30,7 @@ class DeviceInfo:
     backend: str  # "kernel", "simulated" or "software"
     description: str
     node: str | None = None  # device node for the kernel backend
+    options: str = ""  # driver options from the name after "?", e.g. "compression=off"
 
     @property
     def aliases(self) -> tuple[str, ...]:
@@ -64,9 +69,10 @@ def find_device(name: str | None = None) -> DeviceInfo:
         raise DeviceNotFound("no ML device available")
     if name is None:
         return devices[0]
+    name, _, options = name.partition("?")
     for info in devices:
         if name in info.aliases:
-            return info
+            return dataclasses.replace(info, options=options) if options else info
     known = ", ".join(sorted({d.name for d in devices}))
     raise DeviceNotFound(f"unknown device '{name}' (available: {known})")
 

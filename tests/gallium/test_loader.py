@@ -22,3 +22,10 @@ def test_unknown_name(monkeypatch):
     monkeypatch.delenv("MESA_NPU_DEVICE", raising=False)
     with pytest.raises(DeviceNotFound, match="unknown device 'tpu9000'"):
         find_device("tpu9000")
+
+
+def test_options_after_question_mark():
+    info = find_device("reference?compression=off&cores=1")
+    assert info.name == "reference"
+    assert info.options == "compression=off&cores=1"
+    assert find_device("reference").options == ""

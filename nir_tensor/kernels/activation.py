@@ -94,14 +94,20 @@ def prepare_quantize(node: Node) -> Run:
 # -- LOGISTIC, TANH (float tables) --------------------------------------------------------------
 
 
-def libm_function(name: str, fallback: Callable[[np.ndarray], np.ndarray]) -> Formula:
-    """float32 -> float32 through the C library's ``name`` (``expf``, ``tanhf``)."""
+def libm_function(
+    name: str, fallback: Callable[[np.ndarray], np.ndarray], double: bool = False
+) -> Formula:
+    """The C library's ``name`` on an array: float32 (``expf``, ``tanhf``) or, with ``double``,
+    float64 (``exp``)."""
+    dtype, ctype = (np.float64, ctypes.c_double) if double else (np.float32, ctypes.c_float)
     path = ctypes.util.find_library("m")
     if path is None:
-        return lambda x: fallback(x.astype(np.float64)).astype(np.float32)
+        return lambda x: fallback(np.asarray(x, dtype=np.float64)).astype(dtype)
     func = getattr(ctypes.CDLL(path), name)
-    func.restype, func.argtypes = ctypes.c_float, [ctypes.c_float]
-    return lambda x: np.array([func(float(v)) for v in x], dtype=np.float32)
+    func.restype, func.argtypes = ctype, [ctype]
+    return lambda x: np.array([func(float(v)) for v in np.ravel(x)], dtype=dtype).reshape(
+        np.shape(x)
+    )
 
 
 def lut_populate(node: Node, transform: Formula) -> np.ndarray:

@@ -34,6 +34,29 @@ def test_softmax(oracle, kit, dtype, shape, beta):
     oracle(model, len(shape), f"SOFTMAX {dtype} {shape} beta={beta}")
 
 
+@pytest.mark.parametrize("shape", [(1, 10), (2, 5), (1, 1001), (3, 4, 17), (1, 2, 3, 40)])
+@pytest.mark.parametrize("beta", [1.0, 0.5, 2.0, 0.1])
+def test_softmax_int16(oracle, kit, shape, beta):
+    """Symmetric int16: the interpolated exp and reciprocal tables of SoftmaxInt16."""
+    for trial in range(2):
+        rng = np.random.default_rng(trial)
+        model = kit.single_op(
+            "SOFTMAX",
+            [
+                dict(
+                    shape=shape,
+                    dtype=ET.INT16,
+                    scale=kit.scale(rng.uniform(1e-4, 2e-3)),
+                    zero_point=0,
+                )
+            ],
+            [dict(shape=shape, dtype=ET.INT16, scale=1 / 32768, zero_point=0)],
+            options("SOFTMAX", beta=beta),
+            version=3,
+        )
+        oracle(model, trial, f"SOFTMAX i16 {shape} beta={beta}")
+
+
 @pytest.mark.parametrize("kind", ["RESIZE_NEAREST_NEIGHBOR", "RESIZE_BILINEAR"])
 @pytest.mark.parametrize("dtype", DTYPES)
 @settings(PROFILE)

@@ -34,7 +34,6 @@ def reason(kit, builtin, dtype, out_dtype=None, opts=None, version=1, out_scale=
         ("LOGISTIC", ET.INT16, None, "i16 LOGISTIC"),
         ("TANH", ET.INT16, None, "i16 TANH"),
         ("HARD_SWISH", ET.INT16, None, "HARD_SWISH"),
-        ("SOFTMAX", ET.INT16, None, "i16 SOFTMAX"),
         ("QUANTIZE", ET.UINT8, ET.INT16, "QUANTIZE"),
     ],
 )

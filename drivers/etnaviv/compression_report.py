@@ -21,6 +21,7 @@ import contextlib
 import csv
 import io
 import os
+import sys
 import tempfile
 import time
 from dataclasses import dataclass
@@ -356,6 +357,27 @@ def _mlw_codec():
     return mlw_codec
 
 
+@contextlib.contextmanager
+def _silenced():
+    """Vela prints its summary and its compiled extension writes warnings straight to the
+    process's stdout/stderr; park both file descriptors (and Python's streams) meanwhile."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    saved = [os.dup(1), os.dup(2)]
+    with open(os.devnull, "w") as sink:
+        try:
+            os.dup2(sink.fileno(), 1)
+            os.dup2(sink.fileno(), 2)
+            quiet = io.StringIO()
+            with contextlib.redirect_stdout(quiet), contextlib.redirect_stderr(quiet):
+                yield
+        finally:
+            os.dup2(saved[0], 1)
+            os.dup2(saved[1], 2)
+            for fd in saved:
+                os.close(fd)
+
+
 def vela_model_weights(
     path: str | os.PathLike, accelerator: str = "ethos-u55-128"
 ) -> VelaWeights | None:
@@ -366,11 +388,10 @@ def vela_model_weights(
     except ImportError:
         return None
     start = time.perf_counter()
-    with tempfile.TemporaryDirectory() as out, contextlib.redirect_stdout(io.StringIO()):
-        with contextlib.redirect_stderr(io.StringIO()):
-            status = vela.main(
-                [f"--accelerator-config={accelerator}", f"--output-dir={out}", os.fspath(path)]
-            )
+    with tempfile.TemporaryDirectory() as out, _silenced():
+        status = vela.main(
+            [f"--accelerator-config={accelerator}", f"--output-dir={out}", os.fspath(path)]
+        )
         summaries = [f for f in os.listdir(out) if f.endswith(".csv") and "_summary_" in f]
         if status or not summaries:
             return None

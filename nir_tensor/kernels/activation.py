@@ -222,12 +222,14 @@ def abs_problem(node: Node) -> str | None:
 
 
 def table_problem(node: Node) -> str | None:
-    """LOGISTIC and TANH run uint8 and int8 (their int16 kernels are not implemented here)."""
+    """LOGISTIC and TANH run uint8 and int8; their int16 kernels interpolate LiteRT's constant
+    sigmoid table, which is not reproduced here."""
     reason = same_type(node)
     if reason:
         return reason
     if node.input.dtype not in EIGHT_BIT:
-        return f"{node.input.dtype.short} {node.op.debug_name.upper()}"
+        name = node.op.debug_name.upper()
+        return f"{node.input.dtype.short} {name} (LiteRT interpolates a constant table)"
     if node.op is Op.LOGISTIC and node.output.quant.scale != 1.0 / 256:
         return "LOGISTIC output scale is not 1/256 (TFLite rejects it)"
     return None

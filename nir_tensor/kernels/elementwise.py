@@ -78,11 +78,13 @@ def prepare_binary(node: Node, formula: Formula) -> Run:
         index = values & 0xFF  # the uint8 view of each value
         table = np.empty((256, 256), dtype=dtype)
         table[np.ix_(index, index)] = formula(values[:, None], values[None, :])
+        flat = table.ravel()  # entry (a << 8) | b
 
         def run_table(v: list[np.ndarray | None]) -> list[np.ndarray]:
             x = np.ascontiguousarray(v[0]).view(np.uint8)
             y = np.ascontiguousarray(v[1]).view(np.uint8)
-            return [np.broadcast_to(table[x, y], out.shape).copy()]
+            pairs = np.left_shift(x, 8, dtype=np.uint16) | y
+            return [np.broadcast_to(flat.take(pairs), out.shape).copy()]
 
         return run_table
 

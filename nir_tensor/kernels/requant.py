@@ -222,7 +222,7 @@ def lookup(table: np.ndarray, x: np.ndarray) -> np.ndarray:
     For int8 data, entry ``v & 0xFF`` holds the result for value ``v``, as ``LUTPopulateInt8``
     lays it out.
     """
-    return table[np.ascontiguousarray(x).view(np.uint8)]
+    return table.take(np.ascontiguousarray(x).view(np.uint8))
 
 
 def table_for(values: np.ndarray, dtype: np.dtype) -> np.ndarray:

@@ -6,6 +6,7 @@ they wait, so on a loaded two-core machine its default of one thread per core ma
 mobilenet_v2 invoke three times slower than one thread. :func:`blas_threads` sets the count for
 the duration of a block and restores it; where no OpenBLAS is found it does nothing.
 
+The count is process-wide: two blocks running at once in different threads would race on it.
 The library is located through ``/proc/self/maps`` (the way threadpoolctl finds loaded BLAS
 libraries), so no extra dependency is needed.
 """

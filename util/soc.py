@@ -33,6 +33,8 @@ class EtnavivNpu:
     input_buffer_depth: int  # NNInputBufferDepth (IBD)
     accum_buffer_depth: int  # NNAccumBufferDepth (ABD)
     customer_id: int
+    gpu_model: int  # ETNAVIV_PARAM_GPU_MODEL of the NPU core: how a kernel node is matched
+    gpu_revision: int  # ETNAVIV_PARAM_GPU_REVISION
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,6 +79,8 @@ SOCS: dict[str, Soc] = {
             input_buffer_depth=12,
             accum_buffer_depth=64,
             customer_id=0x88,
+            gpu_model=0x8000,
+            gpu_revision=0x7120,
         ),
         npu_clock_hz=800_000_000,
         dram_bytes_per_s=5_000_000_000,
@@ -94,6 +98,8 @@ SOCS: dict[str, Soc] = {
             "input_buffer_depth": f"{ETNA_BRIEF} §5 (unverified third-party hwdb decode)",
             "accum_buffer_depth": f"{ETNA_BRIEF} §5 (unverified third-party hwdb decode)",
             "customer_id": f"{ETNA_BRIEF} §7 (unverified)",
+            "gpu_model": f"{ETNA_BRIEF} §7 (GC8000; unverified)",
+            "gpu_revision": f"{ETNA_BRIEF} §7 (rev 0x7120; unverified)",
             "npu_clock_hz": "assumption: no public source found (brief §7); 800 MHz is the "
             "usual VIPNano clock on Amlogic parts",
             "dram_bytes_per_s": "assumption: 32-bit LPDDR4 at ~3.2 GT/s peak 12.8 GB/s; the NPU "
@@ -118,6 +124,8 @@ SOCS: dict[str, Soc] = {
             input_buffer_depth=12,
             accum_buffer_depth=64,
             customer_id=0,
+            gpu_model=0x8000,
+            gpu_revision=0x8002,
         ),
         npu_clock_hz=1_000_000_000,
         dram_bytes_per_s=6_000_000_000,
@@ -135,6 +143,8 @@ SOCS: dict[str, Soc] = {
             "input_buffer_depth": "assumption: same as A311D (no public decode)",
             "accum_buffer_depth": "assumption: same as A311D (no public decode)",
             "customer_id": "assumption: not 0x99 (the S905D3 raw-weight quirk)",
+            "gpu_model": f"{ETNA_BRIEF} §7 (GC8000; unverified)",
+            "gpu_revision": f"{ETNA_BRIEF} §7 (rev 0x8002; unverified)",
             "npu_clock_hz": "assumption: NXP documents the NPU at 1 GHz in marketing material",
             "dram_bytes_per_s": "assumption: 32-bit LPDDR4-4000 peak 16 GB/s, under half sustained",
             "dram_latency_ns": "assumption: typical LPDDR4 load-to-use latency",
@@ -157,6 +167,8 @@ SOCS: dict[str, Soc] = {
             input_buffer_depth=12,
             accum_buffer_depth=64,
             customer_id=0x99,
+            gpu_model=0x8000,
+            gpu_revision=0x9000,
         ),
         npu_clock_hz=800_000_000,
         dram_bytes_per_s=4_000_000_000,
@@ -174,6 +186,9 @@ SOCS: dict[str, Soc] = {
             "input_buffer_depth": "assumption: same as A311D",
             "accum_buffer_depth": "assumption: same as A311D",
             "customer_id": f"{ETNA_BRIEF} §3.2 (0x99 raw-weight special case; inferred)",
+            "gpu_model": "assumption: a GC8000-class VIPNano like the other two parts",
+            "gpu_revision": "assumption: no public source; a placeholder that matches no "
+            "other row (kernel nodes are matched on model, revision and customer id)",
             "npu_clock_hz": "assumption: as A311D",
             "dram_bytes_per_s": "assumption: 32-bit DDR4/LPDDR4, under half of peak",
             "dram_latency_ns": "assumption: typical DRAM load-to-use latency",

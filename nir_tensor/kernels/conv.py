@@ -17,6 +17,8 @@ Where the multiplier comes from differs (and matters for exactness):
   the fixed-point multiplier: ``round(double(acc) * (s_in * s_w[c] / s_out))`` in double.
 
 int8/int16 depthwise ignores the weight zero point (``weights_offset = 0``), as the kernel does.
+int16x8 conv and depthwise accumulate in int64 and use the int64 ``MultiplyByQuantizedMultiplier``
+(the multiplier reduced to 16 bits); they read int64 biases.
 
 Speed: ``prepare`` removes the zero points once (weights as float matrices, K x O), and the sums
 run as one BLAS matmul over an im2col view. float32 is used when a static bound proves every
@@ -37,7 +39,6 @@ from .requant import OutputStage, Rescale, make_output_stage
 FLOAT32_EXACT = 1 << 24  # integers below 2^24 are exact in float32, and so are sums below it
 FLOAT64_EXACT = 1 << 53
 PLANAR_BELOW_CHANNELS = 64  # depthwise layout switch, see prepare_depthwise
-EIGHT_BIT = (ElementType.UINT8, ElementType.INT8)
 
 
 # -- quantization parameters -------------------------------------------------------------------

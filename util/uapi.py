@@ -24,6 +24,9 @@ struct drm_rocket_submit { uint64_t jobs; uint32_t job_count; uint32_t job_struc
 struct drm_rocket_prep_bo { uint32_t handle; uint32_t reserved; int64_t timeout_ns; };
 struct drm_rocket_fini_bo { uint32_t handle; uint32_t reserved; };
 
+/* DRM core */
+struct drm_gem_close { uint32_t handle; uint32_t pad; };
+
 /* etnaviv */
 struct drm_etnaviv_timespec { int64_t tv_sec; int64_t tv_nsec; };
 struct drm_etnaviv_param { uint32_t pipe; uint32_t param; uint64_t value; };
@@ -71,6 +74,10 @@ def drm_iowr(nr: int, struct: str) -> int:
     return _ioc(_IOC_WRITE | _IOC_READ, DRM_COMMAND_BASE + nr, struct)
 
 
+# DRM core (<drm/drm.h>): DRM_IOW(0x09, struct drm_gem_close), below DRM_COMMAND_BASE.
+DRM_IOCTL_GEM_CLOSE = _ioc(_IOC_WRITE, 0x09, "struct drm_gem_close")
+
+
 # accel/rocket: /dev/accel/accel0
 ROCKET_CREATE_BO = drm_iowr(0x00, "struct drm_rocket_create_bo")
 ROCKET_SUBMIT = drm_iow(0x01, "struct drm_rocket_submit")
@@ -94,15 +101,26 @@ ETNAVIV_PARAM_GPU_PRODUCT_ID = 0x1C
 ETNAVIV_PARAM_GPU_CUSTOMER_ID = 0x1D
 ETNAVIV_PARAM_GPU_ECO_ID = 0x1E
 ETNAVIV_PARAM_SOFTPIN_START_ADDR = 0x1B
+ETNAVIV_PARAM_GPU_FEATURES_COUNT = 7  # FEATURES_0..6 at 0x03..0x09
 
+ETNA_BO_CACHED = 0x00010000
 ETNA_BO_WC = 0x00020000
+ETNA_BO_UNCACHED = 0x00040000
+ETNA_BO_CACHE_MASK = 0x000F0000
+ETNA_BO_FORCE_MMU = 0x00100000
 ETNA_PREP_READ = 0x01
 ETNA_PREP_WRITE = 0x02
 ETNA_PREP_NOSYNC = 0x04
 ETNA_SUBMIT_BO_READ = 0x0001
 ETNA_SUBMIT_BO_WRITE = 0x0002
+ETNA_SUBMIT_NO_IMPLICIT = 0x0001
+ETNA_SUBMIT_FENCE_FD_IN = 0x0002
+ETNA_SUBMIT_FENCE_FD_OUT = 0x0004
 ETNA_SUBMIT_SOFTPIN = 0x0008  # Linux: userspace chooses every BO's GPU address (presumed)
 ETNA_PIPE_3D = 0x00
+ETNA_PIPE_2D = 0x01
+ETNA_PIPE_VG = 0x02
+ETNA_MAX_PIPES = 4
 ETNA_WAIT_NONBLOCK = 0x01
 
 ROCKET_NODE_GLOB = "/dev/accel/accel*"

@@ -36,14 +36,21 @@ def add_parser(sub) -> None:
     p.add_argument("--expectations", metavar="DIR", help="fails/flakes/skips files to apply")
     p.add_argument("--list", action="store_true", help="list the case IDs and exit")
     p.add_argument("--save", metavar="DIR", help="write each case's .tflite here and exit")
-    p.add_argument("--verbose", "-v", action="store_true", help="print every case's result")
+    p.add_argument(
+        "--verbose",
+        "-v",
+        action="store_true",
+        help="print every case's result (stderr with --json)",
+    )
     p.add_argument("--json", action="store_true", help="print results as JSON")
     p.set_defaults(run=run)
 
 
-def _print_case(r: CaseResult) -> None:
-    print(f"{r.status.value:<11} {r.max_lsb:>4} LSB {r.seconds:7.3f}s {r.case_id} {r.detail}")
-    sys.stdout.flush()
+def _print_case(r: CaseResult, stream=None) -> None:
+    """One line per case (to stderr beside --json, so the JSON stays parseable)."""
+    stream = stream or sys.stdout
+    line = f"{r.status.value:<11} {r.max_lsb:>4} LSB {r.seconds:7.3f}s {r.case_id} {r.detail}"
+    print(line, file=stream, flush=True)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -75,7 +82,9 @@ def run(args: argparse.Namespace) -> int:
         tolerance=args.tolerance,
         jobs=args.jobs,
         cache=cache,
-        on_result=_print_case if args.verbose and not args.json else None,
+        on_result=(lambda r: _print_case(r, sys.stderr if args.json else None))
+        if args.verbose
+        else None,
     )
     summaries = summarize(results)
     verdicts = {}

@@ -15,7 +15,7 @@ import numpy as np
 from ..writer import options
 from .common import UNWEIGHTED, Case, Q, Variant, activation_quant, quant_stats, range_quant
 from .common import shape_id as _sid
-from .ops import _range, _single
+from .ops import single_op, span_quant
 
 # TFLite's fixed output quantization (activations.cc): (scale, zero point) per variant.
 FIXED_OUTPUT = {
@@ -68,9 +68,9 @@ class UnaryCase(Case):
         else:
             x = in_q.scale * (np.arange(v.qmin, v.qmax + 1) - in_q.zero_point)
             y = fn(x)
-            out_q = _range(v, float(y.min()), float(y.max()))
+            out_q = span_quant(v, float(y.min()), float(y.max()))
         opts = options(builtin) if builtin == "HARD_SWISH" else None
-        return _single(self, builtin, self.shape, in_q, self.shape, out_q, opts)
+        return single_op(self, builtin, self.shape, in_q, self.shape, out_q, opts)
 
 
 def unary_cases(suite: str) -> list[UnaryCase]:
@@ -97,7 +97,7 @@ class SoftmaxCase(Case):
         in_q = activation_quant(self.variant, self.rng(1), 4.0)
         out_q = FIXED_OUTPUT["softmax"][self.variant]
         opts = options("SOFTMAX", beta=self.beta)
-        return _single(self, "SOFTMAX", self.shape, in_q, self.shape, out_q, opts)
+        return single_op(self, "SOFTMAX", self.shape, in_q, self.shape, out_q, opts)
 
 
 def softmax_cases() -> list[SoftmaxCase]:
@@ -142,7 +142,7 @@ class MeanCase(Case):
         if not self.keep:
             out = [d for a, d in enumerate(self.shape) if a not in self.axes]
         opts = options("MEAN", keepDims=self.keep)
-        return _single(self, "MEAN", self.shape, in_q, tuple(out), out_q, opts, (self.axes,))
+        return single_op(self, "MEAN", self.shape, in_q, tuple(out), out_q, opts, (self.axes,))
 
 
 def mean_cases() -> list[MeanCase]:
@@ -181,7 +181,9 @@ class QuantizeCase(Case):
         mean, std = quant_stats(self.variant, in_q)
         # A range 1 to 2.5 times the input's: mostly in range, never a plain copy.
         out_q = range_quant(self.out, mean, std / 3**0.5 * rng.uniform(1.0, 2.5))
-        return _single(self, "QUANTIZE", self.shape, in_q, self.shape, out_q, out_variant=self.out)
+        return single_op(
+            self, "QUANTIZE", self.shape, in_q, self.shape, out_q, out_variant=self.out
+        )
 
 
 def quantize_cases() -> list[QuantizeCase]:

@@ -36,7 +36,7 @@ def _int32(b: ModelBuilder, values) -> int:
     return b.tensor(arr.shape, ElementType.INT32, data=arr)
 
 
-def _single(
+def single_op(
     case: Case,
     builtin: str,
     in_shape: tuple[int, ...],
@@ -57,7 +57,7 @@ def _single(
     return b.build([src], [out])
 
 
-def _range(variant: Variant, lo: float, hi: float) -> Q:
+def span_quant(variant: Variant, lo: float, hi: float) -> Q:
     """Quantization whose integer range spans exactly [lo, hi]."""
     return range_quant(variant, (lo + hi) / 2, (hi - lo) / 6)
 
@@ -102,7 +102,7 @@ class PoolCase(Case):
             filterWidth=self.filter,
         )
         shape = (1, self.size, self.size, self.channels)
-        return _single(self, builtin, shape, q, (1, o, o, self.channels), q, opts)
+        return single_op(self, builtin, shape, q, (1, o, o, self.channels), q, opts)
 
 
 def pool_cases() -> list[PoolCase]:
@@ -215,7 +215,7 @@ class ConcatCase(Case):
         stats = [quant_stats(v, q) for q in qs]
         lo = min(m - 3**0.5 * s for m, s in stats)  # uniform: mean ± √3·σ is the range
         hi = max(m + 3**0.5 * s for m, s in stats)
-        out_q = _range(v, lo, hi) if self.mixed else first
+        out_q = span_quant(v, lo, hi) if self.mixed else first
         out_shape = list(shapes[0])
         out_shape[self.axis] = sum(s[self.axis] for s in shapes)
         b = ModelBuilder(self.id)
@@ -302,7 +302,7 @@ class PadCase(Case):
         q = activation_quant(self.variant, self.rng(1))
         out = (1, *(s + a + z for s, (a, z) in zip(self.shape, self.pads, strict=True)))
         rows = [(0, 0), *self.pads]
-        return _single(self, "PAD", (1, *self.shape), q, out, q, options("PAD"), (rows,))
+        return single_op(self, "PAD", (1, *self.shape), q, out, q, options("PAD"), (rows,))
 
 
 def pad_cases() -> list[PadCase]:
@@ -338,7 +338,7 @@ class ReshapeCase(Case):
     def build(self) -> bytes:
         q = activation_quant(self.variant, self.rng(1))
         opts = options("RESHAPE", newShape=list(self.dst))
-        return _single(self, "RESHAPE", self.src, q, self.dst, q, opts, (self.dst,))
+        return single_op(self, "RESHAPE", self.src, q, self.dst, q, opts, (self.dst,))
 
 
 def reshape_cases() -> list[ReshapeCase]:
@@ -376,7 +376,7 @@ class TransposeCase(Case):
         q = activation_quant(self.variant, self.rng(1))
         out = tuple(self.shape[p] for p in self.perm)
         opts = options("TRANSPOSE")
-        return _single(self, "TRANSPOSE", self.shape, q, out, q, opts, (self.perm,))
+        return single_op(self, "TRANSPOSE", self.shape, q, out, q, opts, (self.perm,))
 
 
 def transpose_cases() -> list[TransposeCase]:
@@ -436,7 +436,7 @@ class StridedSliceCase(Case):
         begin, end, strides, bm, em, sm = self.spec
         opts = options("STRIDED_SLICE", beginMask=bm, endMask=em, shrinkAxisMask=sm)
         out = _slice_shape(self.shape, self.spec)
-        return _single(self, "STRIDED_SLICE", self.shape, q, out, q, opts, (begin, end, strides))
+        return single_op(self, "STRIDED_SLICE", self.shape, q, out, q, opts, (begin, end, strides))
 
 
 def slice_cases() -> list[StridedSliceCase]:
@@ -479,7 +479,7 @@ class ResizeCase(Case):
         opts = options(builtin, alignCorners=self.align_corners, halfPixelCenters=self.half_pixel)
         src = (1, *self.src, self.channels)
         dst = (1, *self.dst, self.channels)
-        return _single(self, builtin, src, q, dst, q, opts, (self.dst,))
+        return single_op(self, builtin, src, q, dst, q, opts, (self.dst,))
 
 
 def resize_cases() -> list[ResizeCase]:

@@ -8,8 +8,8 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass
 
-MIB = 1 << 20
-GIB = 1 << 30
+MIB = 2**20
+GIB = 2**30
 # Linux etnaviv_sched.c: drm_sched_init(..., msecs_to_jiffies(500), ...): a job that does not
 # finish is recovered after 500 ms.
 LINUX_JOB_TIMEOUT_NS = 500_000_000

@@ -133,3 +133,146 @@ class Harness:
 
 def make_harness(soc: str = "a311d", **switches) -> Harness:
     return Harness(SimulatedEtnavivFile(soc, ModelSwitches(**switches)))
+
+
+# -- TP configurations (test-local, after brief §6) ------------------------------------------
+
+
+def tp_config(**fields) -> bytes:
+    """Mesa's TP defaults (``set_default_tp_config``, brief §6) plus the given fields."""
+    base = dict(
+        IN_IMAGE_GLOBAL_MEM=1, OUT_IMAGE_GLOBAL_MEM=1, ALU_I2F_ENABLE=1, ALU_F2I_ENABLE=1,
+        IN_TILE_X_SIZE=1, IN_TILE_X_INC=1, LAST=1, OUT_LOOP_0_INC=1, OUT_LOOP_3_COUNT=1,
+        OUT_LOOP_4_COUNT=1, OUT_LOOP_5_COUNT=1, FLAT_ROUNDING_MODE=1, INTEGER_ROUNDING_MODE=1,
+    )  # fmt: skip
+    return E.TP_CONFIG.pack_words(**(base | fields))
+
+
+def transpose_config(h: int, w: int, c: int, src: int, dst: int, zp: int) -> bytes:
+    """NHWC [H][W][C] -> planar [C][H][W]."""
+    return tp_config(
+        IN_IMAGE_X_SIZE=c, IN_IMAGE_Y_SIZE=w, IN_IMAGE_Z_SIZE=h, IN_IMAGE_STRIDE=c,
+        IN_IMAGE_SLICE=w * c, IN_WINDOW_X_END=c - 1, IN_WINDOW_Y_END=w - 1,
+        IN_TILE_Y_SIZE=w, IN_TILE_Y_INC=w, IN_IMAGE_BASE_ADDRESS=src, OUT_IMAGE_BASE_ADDRESS=dst,
+        OUT_LOOP_0_COUNT=w, OUT_LOOP_1_INC=h * w, OUT_LOOP_1_COUNT=c, OUT_LOOP_2_INC=w,
+        OUT_LOOP_2_COUNT=h, IN_ZP=zp, OUT_ZP=zp,
+    )  # fmt: skip
+
+
+def detranspose_config(h: int, w: int, c: int, src: int, dst: int, zp: int) -> bytes:
+    """planar [C][H][W] -> NHWC [H][W][C]."""
+    return tp_config(
+        IN_IMAGE_X_SIZE=w, IN_IMAGE_Y_SIZE=h * c, IN_IMAGE_Z_SIZE=1, IN_IMAGE_STRIDE=w,
+        IN_IMAGE_SLICE=w * h * c, IN_WINDOW_X_END=w - 1, IN_WINDOW_Y_END=h * c - 1,
+        IN_TILE_Y_SIZE=1, IN_TILE_Y_INC=1, IN_IMAGE_BASE_ADDRESS=src, OUT_IMAGE_BASE_ADDRESS=dst,
+        OUT_LOOP_0_INC=c, OUT_LOOP_0_COUNT=w, OUT_LOOP_1_INC=0, OUT_LOOP_1_COUNT=1,
+        OUT_LOOP_2_INC=w * c, OUT_LOOP_2_COUNT=h, OUT_LOOP_3_INC=1, OUT_LOOP_3_COUNT=c,
+        OUT_LOOP_4_INC=w * h * c, IN_ZP=zp, OUT_ZP=zp,
+    )  # fmt: skip
+
+
+def reshuffle_config(h, w, c, pad_x, pad_y, src, dst, zp) -> bytes:
+    """Stride-2 space-to-depth of planar [C][H][W] (Mesa ``create_reshuffle_config``, one core):
+    output planar [4C][oh][ow], channel 4z + 2*(y phase) + (x phase)."""
+    ow, oh = -(-(w + pad_x) // 2), -(-(h + pad_y) // 2)
+    plane = ow * oh
+    return tp_config(
+        IN_IMAGE_X_SIZE=w, IN_IMAGE_Y_SIZE=h, IN_IMAGE_Z_SIZE=c, IN_IMAGE_STRIDE=w,
+        IN_IMAGE_SLICE=w * h, IN_WINDOW_X_START=-pad_x, IN_WINDOW_Y_START=-pad_y,
+        IN_WINDOW_X_END=2 * ow - 1 - pad_x, IN_WINDOW_Y_END=2 * oh - 1 - pad_y,
+        IN_TILE_X_SIZE=2 * ow, IN_TILE_X_INC=2 * ow, IN_TILE_Y_SIZE=2 * oh, IN_TILE_Y_INC=2 * oh,
+        IN_IMAGE_BASE_ADDRESS=src, OUT_IMAGE_BASE_ADDRESS=dst,
+        OUT_LOOP_1_RESET=1, OUT_LOOP_3_RESET=1, OUT_LOOP_0_INC=plane, OUT_LOOP_0_COUNT=2,
+        OUT_LOOP_1_INC=1, OUT_LOOP_1_COUNT=ow, OUT_LOOP_2_INC=2 * plane, OUT_LOOP_2_COUNT=2,
+        OUT_LOOP_3_INC=ow, OUT_LOOP_3_COUNT=oh, OUT_LOOP_6_INC=4 * plane, IN_ZP=zp, OUT_ZP=zp,
+    )  # fmt: skip
+
+
+def pad_config(h, w, c, before, after, src, dst, zp, *, z_before=0, z_after=0, no_flush=0):
+    """Planar [C][H][W] padded by ``before``/``after`` (x, y) with the zero point."""
+    ow, oh = w + before[0] + after[0], h + before[1] + after[1]
+    return tp_config(
+        IN_IMAGE_X_SIZE=w, IN_IMAGE_Y_SIZE=h, IN_IMAGE_Z_SIZE=c, IN_IMAGE_STRIDE=w,
+        IN_IMAGE_SLICE=w * h, IN_WINDOW_X_START=-before[0], IN_WINDOW_Y_START=-before[1],
+        IN_WINDOW_X_END=w - 1 + after[0], IN_WINDOW_Y_END=h - 1 + after[1],
+        IN_WINDOW_Z_START_OVERFETCH=z_before, IN_WINDOW_Z_END_OVERFETCH=z_after,
+        IN_TILE_X_SIZE=ow, IN_TILE_X_INC=ow, IN_TILE_Y_SIZE=oh, IN_TILE_Y_INC=oh,
+        IN_IMAGE_BASE_ADDRESS=src, OUT_IMAGE_BASE_ADDRESS=dst, OUT_LOOP_0_INC=0,
+        OUT_LOOP_0_COUNT=1, OUT_LOOP_1_INC=1, OUT_LOOP_1_COUNT=ow, OUT_LOOP_2_INC=ow,
+        OUT_LOOP_2_COUNT=oh, OUT_LOOP_3_COUNT=1, OUT_LOOP_6_INC=ow * oh, IN_ZP=zp, OUT_ZP=zp,
+        NO_FLUSH=no_flush,
+    )  # fmt: skip
+
+
+def pwl_scale_fields(scale: float) -> dict:
+    """Mesa's PWL output scale fields (brief §4 "TP PWL jobs")."""
+    bits = int(np.float32(scale).view(np.uint32))
+    if (bits >> 7) & 1 and bits & 0x17F:
+        bits += 0x100
+    shift = (0x7F - (bits >> 23)) & 0x7F
+    return dict(ALU_OUTPUT_POST_MULTIPLIER=(bits >> 8) & 0x7FFF, ALU_OUTPUT_POSTSHIFT=shift)
+
+
+def pwl_config(h, w, c, src, dst, lut, izp, ozp, scale) -> bytes:
+    """Planar elementwise table lookup (Mesa ``create_pwl_lut_config``, one core)."""
+    return tp_config(
+        IN_IMAGE_X_SIZE=w, IN_IMAGE_Y_SIZE=h, IN_IMAGE_Z_SIZE=c, IN_IMAGE_STRIDE=w,
+        IN_IMAGE_SLICE=w * h, IN_WINDOW_X_END=w - 1, IN_WINDOW_Y_END=h - 1,
+        IN_TILE_X_SIZE=64, IN_TILE_X_INC=64, IN_TILE_Y_SIZE=16, IN_TILE_Y_INC=16,
+        ALU_PWL_ENABLE=1, ALU_LOAD_PWL_LUT=1, ALU_LOAD_PWL_LUT_GLOBAL_MEM=1,
+        ALU_LOAD_PWL_LUT_ADDRESS=lut, ALU_PWL_SIGN_SUPPORT=1,
+        IN_IMAGE_BASE_ADDRESS=src, OUT_IMAGE_BASE_ADDRESS=dst,
+        OUT_LOOP_1_RESET=1, OUT_LOOP_2_RESET=1, OUT_LOOP_0_COUNT=1, OUT_LOOP_1_COUNT=0,
+        OUT_LOOP_2_COUNT=0, OUT_LOOP_3_COUNT=-(-w // 64), OUT_LOOP_4_COUNT=-(-h // 16),
+        OUT_LOOP_0_INC=0, OUT_LOOP_1_INC=1, OUT_LOOP_2_INC=w, OUT_LOOP_3_INC=64,
+        OUT_LOOP_4_INC=w * 16, OUT_LOOP_6_INC=w * h, IN_ZP=izp, OUT_ZP=ozp,
+        **pwl_scale_fields(scale),
+    )  # fmt: skip
+
+
+def fp21_value(code: int) -> float:
+    sign, exp, mant = code // 2**20 % 2, code // 2**15 % 32, code % 2**15
+    if exp == 0:
+        return 0.0
+    v = (1 + mant / 2**15) * 2.0 ** (exp - 15)
+    return -v if sign else v
+
+
+def fp21_code(value: float) -> int:
+    """Nearest fp21 code (round half to even on the mantissa)."""
+    if value == 0:
+        return 0
+    sign = 2**20 if value < 0 else 0
+    m, e = np.frexp(abs(value))
+    mant = int(np.rint((m * 2 - 1) * 2**15))
+    exp = e - 1 + 15
+    if mant == 2**15:
+        mant, exp = 0, exp + 1
+    if exp <= 0:
+        return sign
+    exp = min(exp, 30)
+    return sign + exp * 2**15 + mant
+
+
+def lut_relu() -> np.ndarray:
+    """ReLU table (brief §6): identity for positive normal inputs, 0 below exponent 1,
+    the largest finite value for the top exponent, -0 for every negative input."""
+    i = np.arange(1024)
+    out = np.where(i < 16, 0, i * 2048)
+    out = np.where((i // 16) % 32 == 31, 0xF7FFF, out)
+    return np.where(i >= 512, 0x100000, out).astype("<u4")
+
+
+def lut_abs() -> np.ndarray:
+    i = np.arange(1024) % 512
+    out = np.where(i < 16, 0, i * 2048)
+    return np.where(i // 16 == 31, 0xF7FFF, out).astype("<u4")
+
+
+def lut_logistic(s_in: float) -> np.ndarray:
+    """sigmoid(x * s_in) in fp21 for each entry's input value."""
+    codes = []
+    for i in range(1024):
+        x = fp21_value(i * 2048) if i // 16 % 32 != 31 else (65504.0 if i < 512 else -65504.0)
+        codes.append(fp21_code(1 / (1 + np.exp(np.clip(-x * s_in, -80, 80)))))
+    return np.asarray(codes, dtype="<u4")

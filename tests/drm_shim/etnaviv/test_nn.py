@@ -6,13 +6,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from etna_testkit import R, W, nn_words
+from etna_testkit import conv_job, encode_coefs
 
-from mesa_npu.drivers.etnaviv import etnaviv_regs as E
-from mesa_npu.drivers.etnaviv.codec_bits import WeightCompressionConfig
-from mesa_npu.drivers.etnaviv.codec_v7 import V7Layout, encode_v7, plane_offsets
-from mesa_npu.drivers.etnaviv.codec_v8 import encode_v8
-from mesa_npu.drivers.etnaviv.codec_v8_format import V8Layout
+from mesa_npu.drm_shim.etnaviv.switches import Rounding
 from mesa_npu.util.soc import soc
 
 V7_SOC, V8_SOC = "a311d", "imx8mp"
@@ -62,114 +58,12 @@ def reference(
     return np.clip(q + ozp, 0, 255).astype(np.uint8)
 
 
-def nn_config(**fields) -> bytes:
-    """Mesa's fixed NN config values (brief §2) plus the given fields."""
-    base = dict(NN_LAYER_FLUSH=1, ROUNDING_MODE=1, POOLING_XY_SIZE=1, KERNELS_PER_CORE=1)
-    return E.NN_CONFIG.pack_words(**(base | fields))
-
-
-def run_conv(
-    h,
-    soc_name,
-    x,
-    w,
-    bias,
-    *,
-    izp,
-    wzp,
-    ozp,
-    off=0,
-    out_hw=None,
-    pm=0,
-    post_shift=0,
-    relu=False,
-    pool=False,
-    depthwise=False,
-    superblocks=1,
-    zrl=None,
-):
-    """Encode, place and run one NN job; returns (output [OC, oh, ow], harness file)."""
+def run_conv(h, soc_name, x, w, bias, **kw):
+    """Run one NN job on a fresh device; (output [OC, oh, ow], the device file)."""
     hw = h(soc_name)
-    npu = soc(soc_name).npu
-    ic, ih, iw = x.shape
-    oc, _, kh, kw = w.shape
-    oh, ow = out_hw or (ih, iw)
-    prog_h, prog_w = (oh * 2, ow * 2) if pool else (oh, ow)
-    cores = npu.nn_cores
-    per_core = -(-oc // min(oc, cores))
-    kpc = -(-per_core // superblocks)
-    if npu.nn_core_version == 7:
-        layout = V7Layout.for_job(
-            oc=oc,
-            ic=ic,
-            kh=kh,
-            kw=kw,
-            nn_cores=cores,
-            superblocks=superblocks,
-            zero_point=wzp,
-            input_width=iw,
-        )
-        coefs = encode_v7(
-            w,
-            bias,
-            plane_offsets(layout, oh * ow),
-            layout,
-            input_zero_point=izp,
-            max_zrl_bits=npu.zrl_bits,
-            force_zrl=zrl,
-        ).data
-    else:
-        layout = V8Layout(
-            oc=oc,
-            ic=1 if depthwise else ic,
-            kh=kh,
-            kw=kw,
-            nn_cores=cores,
-            superblocks=superblocks,
-            zero_point=wzp,
-            depthwise=depthwise,
-        )
-        coefs = encode_v8(
-            w, bias, layout, input_zero_point=izp, config=WeightCompressionConfig()
-        ).data
-    kbo = hw.bo(len(coefs), coefs)
-    ibo = hw.bo(x.size, np.ascontiguousarray(x))
-    obo = hw.bo(oc * oh * ow)
-    cfg = nn_config(
-        KERNEL_XY_SIZE=kw,
-        KERNEL_Y_SIZE=kh,
-        KERNEL_Z_SIZE=ic,
-        KERNELS_PER_CORE=kpc,
-        IN_IMAGE_X_SIZE=iw,
-        IN_IMAGE_Y_SIZE=ih,
-        IN_IMAGE_X_STRIDE=iw,
-        IN_IMAGE_Y_STRIDE=ih,
-        IN_IMAGE_X_OFFSET=off,
-        IN_IMAGE_Y_OFFSET=off,
-        IN_IMAGE_BORDER_CONST=izp,
-        IN_IMAGE_ADDRESS=ibo.va,
-        OUT_IMAGE_ADDRESS=obo.va,
-        KERNEL_ADDRESS=kbo.va,
-        OUT_IMAGE_X_SIZE=prog_w,
-        OUT_IMAGE_Y_SIZE=prog_h,
-        OUT_IMAGE_Z_SIZE=oc,
-        OUT_IMAGE_X_STRIDE=ow,
-        OUT_IMAGE_Y_STRIDE=oh,
-        OUT_IMAGE_TILE_X_SIZE=min(prog_w, 64),
-        OUT_IMAGE_TILE_Y_SIZE=min(prog_h, 4),
-        COEF_ZERO_POINT=wzp,
-        OUT_ZERO_POINT=ozp,
-        POST_MULTIPLIER=pm,
-        POST_SHIFT=post_shift,
-        RELU=int(relu),
-        DEPTHWISE=int(depthwise),
-        POOLING=E.NnPooling.POOLING_FIRST_PIXEL if pool else E.NnPooling.POOLING_NON,
-        POOLING_XY_SIZE=0 if pool else 1,
-    )
-    cbo = hw.bo(len(cfg), cfg)
-    fence = hw.run(nn_words(cbo.va), [(cbo, R), (kbo, R), (ibo, R), (obo, W)])
-    hw.wait(fence)
-    return obo.view[: oc * oh * ow].reshape(oc, oh, ow).copy(), hw.file
+    job = conv_job(hw, soc_name, x, w, bias, **kw)
+    hw.wait(job.submit())
+    return job.output(), hw.file
 
 
 def scale_fields(generation: int, scale: float) -> tuple[int, int, int, int]:
@@ -204,13 +98,14 @@ def test_conv_matches_formula(harness, soc_name, ic, oc, k, off, size, relu, zrl
     rng = np.random.default_rng(ic * 100 + oc)
     gen = soc(soc_name).npu.nn_core_version
     izp, wzp, ozp = 117, 131, 7
+    scale = 0.016 / np.sqrt(ic * k * k)  # keeps most outputs inside 0..255
     x = rand(rng, (ic, size, size))
     w = rand(rng, (oc, ic, k, k), wzp - 90, wzp + 90)
     bias = rng.integers(-3000, 3000, size=oc).astype(np.int32)
     oh = ow = size + 2 * off - k + 1 if off else size - k + 1
     if off:
         oh = ow = size
-    pm, post_shift, mult, shift = scale_fields(gen, 0.0123)
+    pm, post_shift, mult, shift = scale_fields(gen, scale)
     out, _ = run_conv(
         harness,
         soc_name,
@@ -241,3 +136,257 @@ def test_conv_matches_formula(harness, soc_name, ic, oc, k, off, size, relu, zrl
         relu=relu,
     )
     np.testing.assert_array_equal(out, want)
+
+    assert np.unique(out).size > 20  # the values are not saturated
+
+
+@pytest.mark.parametrize("soc_name", [V7_SOC, V8_SOC])
+def test_first_pixel_pooling_is_a_stride_two_convolution(harness, soc_name):
+    rng = np.random.default_rng(7)
+    gen = soc(soc_name).npu.nn_core_version
+    x = rand(rng, (4, 9, 9))
+    w = rand(rng, (6, 4, 3, 3), 60, 200)
+    bias = rng.integers(-500, 500, size=6).astype(np.int32)
+    pm, ps, mult, shift = scale_fields(gen, 0.004)
+    # programmed 10x10 at stride 1 with offset -1, every other pixel kept: 5x5
+    out, f = run_conv(
+        harness,
+        soc_name,
+        x,
+        w,
+        bias,
+        izp=100,
+        wzp=128,
+        ozp=90,
+        off=-1,
+        out_hw=(5, 5),
+        pm=pm,
+        post_shift=ps,
+        pool=True,
+    )
+    want = reference(
+        x, w, bias, izp=100, wzp=128, ozp=90, off=-1, out_hw=(5, 5), mult=mult, shift=shift, step=2
+    )
+    np.testing.assert_array_equal(out, want)
+    assert f.job_counters()[0].macs == 6 * 10 * 10 * 9 * 4  # the hardware computes 10x10
+
+
+def test_v8_hardware_depthwise(harness):
+    rng = np.random.default_rng(8)
+    c = 10
+    x = rand(rng, (c, 6, 6))
+    w = rand(rng, (c, 1, 3, 3), 30, 220)
+    bias = rng.integers(-900, 900, size=c).astype(np.int32)
+    pm, ps, mult, shift = scale_fields(8, 0.01)
+    out, f = run_conv(
+        harness,
+        V8_SOC,
+        x,
+        w,
+        bias,
+        izp=128,
+        wzp=125,
+        ozp=128,
+        off=-1,
+        pm=pm,
+        post_shift=ps,
+        depthwise=True,
+    )
+    want = reference(
+        x,
+        w,
+        bias,
+        izp=128,
+        wzp=125,
+        ozp=128,
+        off=-1,
+        out_hw=(6, 6),
+        mult=mult,
+        shift=shift,
+        depthwise=True,
+    )
+    np.testing.assert_array_equal(out, want)
+    assert f.job_counters()[0].kind == "depthwise"
+
+
+def test_v7_expanded_depthwise_runs_per_channel(harness):
+    """v7 has no depthwise: the driver expands it to a dense kernel with the zero point off the
+    diagonal (brief §1); the model computes it per channel, with the same values."""
+    rng = np.random.default_rng(9)
+    c, wzp = 12, 119
+    dw = rand(rng, (c, 1, 3, 3), 20, 230)
+    dense = np.full((c, c, 3, 3), wzp, dtype=np.uint8)
+    dense[np.arange(c), np.arange(c)] = dw[:, 0]
+    x = rand(rng, (c, 8, 8))
+    bias = rng.integers(-900, 900, size=c).astype(np.int32)
+    pm, ps, mult, shift = scale_fields(7, 0.01)
+    out, f = run_conv(
+        harness, V7_SOC, x, dense, bias, izp=99, wzp=wzp, ozp=128, off=-1, pm=pm, post_shift=ps
+    )
+    want = reference(
+        x,
+        dw,
+        bias,
+        izp=99,
+        wzp=wzp,
+        ozp=128,
+        off=-1,
+        out_hw=(8, 8),
+        mult=mult,
+        shift=shift,
+        depthwise=True,
+    )
+    np.testing.assert_array_equal(out, want)
+    assert f.job_counters()[0].macs == c * 64 * 9 * c  # dense MACs on the hardware
+
+
+@pytest.mark.parametrize("soc_name", [V7_SOC, V8_SOC])
+def test_superblocks_and_kernels_per_core(harness, soc_name):
+    rng = np.random.default_rng(10)
+    gen = soc(soc_name).npu.nn_core_version
+    x = rand(rng, (5, 6, 6))
+    w = rand(rng, (40, 5, 3, 3), 70, 190)
+    bias = rng.integers(-900, 900, size=40).astype(np.int32)
+    pm, ps, mult, shift = scale_fields(gen, 0.003)
+    out, f = run_conv(
+        harness,
+        soc_name,
+        x,
+        w,
+        bias,
+        izp=128,
+        wzp=130,
+        ozp=128,
+        off=-1,
+        pm=pm,
+        post_shift=ps,
+        superblocks=2,
+    )
+    want = reference(
+        x, w, bias, izp=128, wzp=130, ozp=128, off=-1, out_hw=(6, 6), mult=mult, shift=shift
+    )
+    np.testing.assert_array_equal(out, want)
+    assert f.job_counters()[0].superblocks == 2
+
+
+def test_v7_add_form(harness):
+    """Mesa's v7 ADD (brief §1): two tensors back to back as a 2-plane image, a 2x2 kernel with
+    W in its first slot, addition_offset in the offset slot."""
+    rng = np.random.default_rng(11)
+    h, wd = 4, 32  # the reshaped image (w = 32 divides W*H*C)
+    a, b = rand(rng, (h, wd)), rand(rng, (h, wd))
+    s0, zp0, s1, zp1, s_out, zp_out = 0.05, 120, 0.08, 130, 0.1, 125
+    ws = max(s1 / s0, 1.0) / 255
+    weight, add_off = round(1 / ws), round((s1 / s0) / ws)
+    bias = round((zp0 - zp1) * s1 / (ws * s0)) - add_off * zp0
+    w = np.zeros((1, 1, 2, 2), dtype=np.uint8)
+    w[0, 0, 0, 0] = weight
+    coefs = encode_coefs(
+        V7_SOC,
+        w,
+        np.array([bias], np.int32),
+        izp=zp0,
+        wzp=0,
+        out_plane=0,
+        add_offset=add_off,
+        in_width=wd,
+    )
+    pm, ps, mult, shift = scale_fields(7, s0 * ws / s_out)
+    hw = harness(V7_SOC)
+    job = conv_job(
+        hw,
+        V7_SOC,
+        np.stack([a, b]),
+        w,
+        np.array([bias], np.int32),
+        izp=zp0,
+        wzp=0,
+        ozp=zp_out,
+        pm=pm,
+        post_shift=ps,
+        kernel_z=2,
+        coefs=coefs,
+    )
+    hw.wait(job.submit())
+    got = job.output()[0]
+    acc = weight * (a.astype(np.int64) - zp0) + add_off * b.astype(np.int64) + bias
+    np.testing.assert_array_equal(got, np.clip(brief_requant(acc, mult, shift) + zp_out, 0, 255))
+    real = (s0 * (a.astype(float) - zp0) + s1 * (b.astype(float) - zp1)) / s_out + zp_out
+    assert np.abs(got - np.clip(np.rint(real), 0, 255)).max() <= 1  # Mesa's numbers work
+    assert hw.file.job_counters()[0].kind == "add"
+
+
+def test_v8_add_as_1x1_convolution_over_both_operands(harness):
+    """The v8 ADD is a plain convolution over the concatenated operands (brief §1): a 1x1
+    kernel on 2C channels, each output reading its two channels."""
+    rng = np.random.default_rng(12)
+    c = 6
+    x = rand(rng, (2 * c, 5, 5))
+    s0, s1, s_out, zp0, zp1, zpo = 0.05, 0.03, 0.07, 128, 110, 120
+    # weights in units of ws; |w - wzp| stays within a signed byte (the v8 stream codes
+    # w - wzp as one byte with a sign bit, see test_v8_weights_are_signed_bytes)
+    ws, wzp = 1 / 120, 3
+    lo = s1 / s0
+    w = np.full((c, 2 * c, 1, 1), wzp, dtype=np.uint8)
+    w[np.arange(c), np.arange(c)] = round(1 / ws) + wzp
+    w[np.arange(c), c + np.arange(c)] = round(lo / ws) + wzp
+    bias = np.full(c, (zp0 - zp1) * round(s1 / (s0 * ws)), dtype=np.int32)
+    pm, ps, mult, shift = scale_fields(8, s0 * ws / s_out)
+    out, _ = run_conv(harness, V8_SOC, x, w, bias, izp=zp0, wzp=wzp, ozp=zpo, pm=pm, post_shift=ps)
+    want = reference(
+        x, w, bias, izp=zp0, wzp=wzp, ozp=zpo, off=0, out_hw=(5, 5), mult=mult, shift=shift
+    )
+    np.testing.assert_array_equal(out, want)
+
+
+@pytest.mark.parametrize("rounding,expect", [
+    ("half_away_from_zero", [-2, -1, -1, 0, 1, 1, 2, 2]),
+    ("half_up", [-1, -1, 0, 0, 1, 1, 2, 2]),
+    ("half_even", [-2, -1, 0, 0, 0, 1, 2, 2]),
+])  # fmt: skip
+def test_requant_rounding_ties_follow_the_switch(harness, rounding, expect):
+    """acc / 2 for acc = -3..4 (v7: multiplier 2**15, shift 16 = exactly 0.5)."""
+    x = (np.arange(8, dtype=np.uint8) + 100).reshape(1, 1, 8)
+    w = np.full((1, 1, 1, 1), 129, dtype=np.uint8)  # w - wzp = 1
+    hw = harness(V7_SOC, nn_rounding=Rounding(rounding))
+    job = conv_job(
+        hw, V7_SOC, x, w, np.array([0], np.int32), izp=103, wzp=128, ozp=100, pm=0, post_shift=16
+    )
+    hw.wait(job.submit())
+    np.testing.assert_array_equal(job.output().ravel().astype(int) - 100, expect)
+
+
+def test_v8_weights_are_signed_bytes(harness):
+    """The v8 stream codes w - wzp as one byte with a sign bit (brief §3.2): a difference of
+    +200 is multiplied as 200 - 256 = -56 (docs/etnaviv-npu-model.md §3)."""
+    x = np.full((1, 1, 4), 138, dtype=np.uint8)  # x - 128 = 10
+    w = np.full((1, 1, 1, 1), 210, dtype=np.uint8)  # w - wzp = 200
+    pm, ps, _, _ = scale_fields(8, 1.0)
+    out, _ = run_conv(
+        harness,
+        V8_SOC,
+        x,
+        w,
+        np.array([0], np.int32),
+        izp=128,
+        wzp=10,
+        ozp=128,
+        pm=pm,
+        post_shift=ps,
+    )
+    # the bias table folds sum((w - wzp) * (128 - izp)) = 0; acc = -56 * 10
+    np.testing.assert_array_equal(out.ravel(), np.zeros(4, np.uint8))  # 128 - 560 saturates
+    x = np.full((1, 1, 4), 129, dtype=np.uint8)  # x - 128 = 1: acc = -56
+    out, _ = run_conv(
+        harness,
+        V8_SOC,
+        x,
+        w,
+        np.array([0], np.int32),
+        izp=128,
+        wzp=10,
+        ozp=128,
+        pm=pm,
+        post_shift=ps,
+    )
+    np.testing.assert_array_equal(out.ravel(), np.full(4, 128 - 56, np.uint8))

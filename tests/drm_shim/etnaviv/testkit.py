@@ -10,8 +10,13 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from mesa_npu.drivers.etnaviv import etnaviv_regs as E
+from mesa_npu.drivers.etnaviv.codec_bits import WeightCompressionConfig
+from mesa_npu.drivers.etnaviv.codec_v7 import V7Layout, encode_v7, plane_offsets
+from mesa_npu.drivers.etnaviv.codec_v8 import encode_v8
+from mesa_npu.drivers.etnaviv.codec_v8_format import V8Layout
 from mesa_npu.drm_shim.etnaviv import ModelSwitches, SimulatedEtnavivFile
 from mesa_npu.util import uapi
+from mesa_npu.util.soc import soc
 from mesa_npu.util.uapi import ffi
 
 PAGE = 4096
@@ -276,3 +281,160 @@ def lut_logistic(s_in: float) -> np.ndarray:
         x = fp21_value(i * 2048) if i // 16 % 32 != 31 else (65504.0 if i < 512 else -65504.0)
         codes.append(fp21_code(1 / (1 + np.exp(np.clip(-x * s_in, -80, 80)))))
     return np.asarray(codes, dtype="<u4")
+
+
+# -- NN jobs (test-local, after brief §2/§3) --------------------------------------------------
+
+
+def nn_config(**fields) -> bytes:
+    """Mesa's fixed NN config values (brief §2) plus the given fields."""
+    base = dict(NN_LAYER_FLUSH=1, ROUNDING_MODE=1, POOLING_XY_SIZE=1, KERNELS_PER_CORE=1)
+    return E.NN_CONFIG.pack_words(**(base | fields))
+
+
+@dataclass
+class ConvJob:
+    hw: Harness
+    fields: dict
+    kbo: Bo
+    ibo: Bo
+    obo: Bo
+    out_shape: tuple
+
+    def submit(self, **overrides) -> int:
+        cfg = nn_config(**(self.fields | overrides))
+        cbo = self.hw.bo(len(cfg), cfg)
+        bos = [(cbo, R), (self.kbo, R), (self.ibo, R), (self.obo, W)]
+        return self.hw.run(nn_words(cbo.va), bos)
+
+    def output(self) -> np.ndarray:
+        return self.obo.view[: int(np.prod(self.out_shape))].reshape(self.out_shape).copy()
+
+
+def encode_coefs(
+    soc_name,
+    w,
+    bias,
+    *,
+    izp,
+    wzp,
+    out_plane,
+    superblocks=1,
+    depthwise=False,
+    zrl=None,
+    add_offset=None,
+    in_width=None,
+):
+    """A coefficient buffer for the SoC's generation, from the codec encoders."""
+    npu = soc(soc_name).npu
+    oc, ic, kh, kw = w.shape
+    if npu.nn_core_version == 7:
+        layout = V7Layout.for_job(
+            oc=oc,
+            ic=ic,
+            kh=kh,
+            kw=kw,
+            nn_cores=npu.nn_cores,
+            superblocks=superblocks,
+            zero_point=wzp,
+            input_width=in_width or 0,
+        )
+        offsets = plane_offsets(layout, out_plane)
+        if add_offset is not None:
+            offsets = np.full(layout.slots, add_offset, dtype=np.uint32)
+        return encode_v7(
+            w, bias, offsets, layout, input_zero_point=izp, max_zrl_bits=npu.zrl_bits, force_zrl=zrl
+        ).data
+    layout = V8Layout(
+        oc=oc,
+        ic=ic,
+        kh=kh,
+        kw=kw,
+        nn_cores=npu.nn_cores,
+        superblocks=superblocks,
+        zero_point=wzp,
+        depthwise=depthwise,
+    )
+    return encode_v8(w, bias, layout, input_zero_point=izp, config=WeightCompressionConfig()).data
+
+
+def conv_job(
+    hw,
+    soc_name,
+    x,
+    w,
+    bias,
+    *,
+    izp,
+    wzp,
+    ozp,
+    off=0,
+    out_hw=None,
+    pm=0,
+    post_shift=0,
+    relu=False,
+    pool=False,
+    depthwise=False,
+    superblocks=1,
+    zrl=None,
+    kernel_z=None,
+    coefs=None,
+    out_z=None,
+):
+    """Place one NN job (inputs planar [IC, H, W]) and return it, not yet submitted."""
+    npu = soc(soc_name).npu
+    ic, ih, iw = x.shape
+    oc, _, kh, kw = w.shape
+    oh, ow = out_hw or (ih, iw)
+    prog_h, prog_w = (oh * 2, ow * 2) if pool else (oh, ow)
+    per_core = -(-oc // min(oc, npu.nn_cores))
+    kpc = -(-per_core // superblocks)
+    if coefs is None:
+        coefs = encode_coefs(
+            soc_name,
+            w,
+            bias,
+            izp=izp,
+            wzp=wzp,
+            out_plane=oh * ow,
+            superblocks=superblocks,
+            depthwise=depthwise,
+            zrl=zrl,
+            in_width=iw,
+        )
+    kbo = hw.bo(len(coefs), coefs)
+    ibo = hw.bo(x.size, np.ascontiguousarray(x))
+    oz = out_z or oc
+    obo = hw.bo(oz * oh * ow)
+    fields = dict(
+        KERNEL_XY_SIZE=kw,
+        KERNEL_Y_SIZE=kh,
+        KERNEL_Z_SIZE=kernel_z or ic,
+        KERNELS_PER_CORE=kpc,
+        IN_IMAGE_X_SIZE=iw,
+        IN_IMAGE_Y_SIZE=ih,
+        IN_IMAGE_X_STRIDE=iw,
+        IN_IMAGE_Y_STRIDE=ih,
+        IN_IMAGE_X_OFFSET=off,
+        IN_IMAGE_Y_OFFSET=off,
+        IN_IMAGE_BORDER_CONST=izp,
+        IN_IMAGE_ADDRESS=ibo.va,
+        OUT_IMAGE_ADDRESS=obo.va,
+        KERNEL_ADDRESS=kbo.va,
+        OUT_IMAGE_X_SIZE=prog_w,
+        OUT_IMAGE_Y_SIZE=prog_h,
+        OUT_IMAGE_Z_SIZE=oz,
+        OUT_IMAGE_X_STRIDE=ow,
+        OUT_IMAGE_Y_STRIDE=oh,
+        OUT_IMAGE_TILE_X_SIZE=min(prog_w, 64),
+        OUT_IMAGE_TILE_Y_SIZE=min(prog_h, 4),
+        COEF_ZERO_POINT=wzp,
+        OUT_ZERO_POINT=ozp,
+        POST_MULTIPLIER=pm,
+        POST_SHIFT=post_shift,
+        RELU=int(relu),
+        DEPTHWISE=int(depthwise),
+        POOLING=E.NnPooling.POOLING_FIRST_PIXEL if pool else E.NnPooling.POOLING_NON,
+        POOLING_XY_SIZE=0 if pool else 1,
+    )
+    return ConvJob(hw, fields, kbo, ibo, obo, (oz, oh, ow))

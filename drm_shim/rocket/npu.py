@@ -1,0 +1,296 @@
+"""One NPU core: the PC (command processor) that fetches and decodes a task's regcmd stream,
+the core's register file and CBUF, and the run of the enabled blocks on op_en.
+
+Per task, :meth:`Core.run_task` does what Linux ``rocket_job_hw_submit()`` starts: the kernel's
+MMIO writes (PC base address, fetch amount, interrupt mask, TASK_CON, op_en), then the PC's
+fetch of ``(REGISTER_AMOUNTS + 1) * 2`` qwords, each decoded with ``REGCMD.ENTRY`` and the
+register tables, and on the op_en entry the CNA -> CORE -> DPU pipeline
+(``cna.py``, ``core.py``, ``dpu.py``). The task ends with the DPU completion interrupt, or raises
+:class:`NpuFault` / :class:`NpuHang`. ``docs/rocket-npu-model.md`` §3 describes the stream rules.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ...drivers.rocket import rocket_regs as R
+from ...util.soc import RocketNpu
+from . import cna, core, dpu
+from .faults import NpuFault, NpuHang
+from .memory import AddressSpace
+from .options import NpuModelOptions
+from .regfile import RegisterFile, TaskRegs
+from .stats import TaskStats
+
+ENTRY = R.REGCMD.ENTRY
+# TRM: "before op_en, 64'h0041_xxxx_xxxx_xxxx must be set" (brief §2).
+MARKER = ENTRY.pack(UNK48=True, UNK54=True)
+WRITE_TARGETS = frozenset(
+    (
+        R.Target.PC,
+        R.Target.CNA,
+        R.Target.CORE,
+        R.Target.DPU,
+        R.Target.DPU_RDMA,
+        R.Target.PPU,
+        R.Target.PPU_RDMA,
+    )
+)
+QWORD = 8
+# PC_REGISTER_AMOUNTS counts 128-bit units: two regcmd qwords each (kernel rocket_job.c).
+QWORDS_PER_UNIT = 2
+# Linux rocket_job.c writes the core index into S_POINTER's reserved top bits (from rknpu).
+S_POINTER_KERNEL = {"POINTER_PP_EN": 1, "EXECUTER_PP_EN": 1, "POINTER_PP_MODE": 1}
+STALE_NAMES_SHOWN = 6
+
+
+@dataclass(slots=True)
+class CbufWeights:
+    """Weights resident in a core's CBUF after a fetch, keyed by what was fetched."""
+
+    key: tuple
+    weights: np.ndarray  # int8 [K, kh, kw, C] or [kh, kw, C]
+    matrices: dict[bool, np.ndarray] = field(default_factory=dict)  # direct: with_sum -> matrix
+
+
+class Core:
+    def __init__(self, index: int, npu: RocketNpu, options: NpuModelOptions) -> None:
+        self.index = index
+        self.npu = npu
+        self.options = options
+        self.regs = RegisterFile()
+        self.cbuf: CbufWeights | None = None
+
+    def reset(self) -> None:
+        """What the kernel's reset after a timeout leaves: no registers, an empty CBUF."""
+        self.regs.reset()
+        self.cbuf = None
+
+    # ----------------------------------------------------------------------------------------
+    # The kernel's MMIO writes and the PC fetch
+    # ----------------------------------------------------------------------------------------
+
+    def _mmio(self, reg: R.Register, **fields: int) -> None:
+        self.regs.write(reg, reg.pack(**fields))
+
+    def run_task(self, mem: AddressSpace, regcmd: int, count: int) -> TaskStats:
+        stats = TaskStats()
+        if regcmd % (1 << R.PC.BASE_ADDRESS.field("PC_SOURCE_ADDR").shr):
+            raise NpuFault(
+                "stream",
+                f"regcmd address {regcmd:#x} is not 16-byte aligned "
+                "(PC.BASE_ADDRESS.PC_SOURCE_ADDR drops the low bits)",
+            )
+        amount_field = R.PC.REGISTER_AMOUNTS.field("PC_DATA_AMOUNT")
+        amount = (count + 1) // QWORDS_PER_UNIT - 1
+        if amount >= 1 << amount_field.width:
+            stats.notes.append(
+                f"regcmd_count {count} overflows PC_DATA_AMOUNT: the kernel's "
+                "macro masks it and the PC fetches less"
+            )
+            amount %= 1 << amount_field.width
+        # rocket_job_hw_submit(), in order.
+        self._mmio(R.PC.BASE_ADDRESS, PC_SEL=1)
+        for reg in (R.CNA.S_POINTER, R.CORE.S_POINTER):
+            self._mmio(reg, RESERVED_CORE_INDEX=self.index, **S_POINTER_KERNEL)
+        self._mmio(R.PC.BASE_ADDRESS, PC_SOURCE_ADDR=regcmd)
+        self._mmio(R.PC.REGISTER_AMOUNTS, PC_DATA_AMOUNT=amount)
+        self._mmio(R.PC.INTERRUPT_MASK, DPU_0=True, DPU_1=True)
+        self._mmio(R.PC.TASK_CON, RESERVED_14=1, TASK_COUNT_CLEAR=1, TASK_PP_EN=1, TASK_NUMBER=1)
+        self._mmio(R.PC.TASK_DMA_BASE_ADDR, DMA_BASE_ADDR=0)
+        self._mmio(R.PC.OPERATION_ENABLE, OP_EN=1)
+
+        qwords = (amount + 1) * QWORDS_PER_UNIT
+        bo, raw = mem.read(f"PC regcmd fetch ({qwords} qwords)", regcmd, qwords * QWORD)
+        stats.read("regcmd", bo, raw.size)
+        written: set[int] = set()
+        blocks = self._decode(raw.view("<u8"), written, stats)
+        regs = TaskRegs(self.regs.values, written)
+        self._execute(blocks, regs, mem, stats)
+        if regs.stale:
+            names = regs.stale[:STALE_NAMES_SHOWN]
+            more = len(regs.stale) - len(names)
+            stats.notes.append(
+                f"reads {len(regs.stale)} register(s) this task did not write (values from an "
+                f"earlier task; unverified with ping-pong groups): {', '.join(names)}"
+                + (f" and {more} more" if more > 0 else "")
+            )
+        return stats
+
+    def _decode(self, words: np.ndarray, written: set[int], stats: TaskStats):
+        """Apply the stream's register writes; return the op_en block mask record."""
+        values = self.regs.values
+        marker = False
+        op_en = None
+        unk48_missing = 0
+        for i, word in enumerate(words.tolist()):
+            if word == 0:
+                continue  # the literal 0 of a single-task tail, or padding
+            where = f"regcmd entry {i} (byte {i * QWORD:#x}) {word:#018x}"
+            if op_en is not None:
+                stats.notes.append(f"{where} after op_en is ignored")
+                continue
+            if word == MARKER:
+                marker = True
+                continue
+            if word & ENTRY.reserved_mask:
+                raise NpuFault(
+                    "stream",
+                    f"malformed {where}: reserved op bits {word & ENTRY.reserved_mask:#x} set",
+                )
+            e = ENTRY.unpack(word)
+            if e.OP_EN:
+                if e.BLOCK or e.UNK54 or e.OFFSET != R.PC.OPERATION_ENABLE.offset:
+                    raise NpuFault(
+                        "stream",
+                        f"malformed {where}: an op_en entry must have no "
+                        f"block bits and offset {R.PC.OPERATION_ENABLE.offset:#06x}",
+                    )
+                unk48_missing += not e.UNK48
+                if not marker and self.options.require_marker:
+                    raise NpuHang(f"{where}: op_en without the 0x0041 marker entry before it")
+                op_en = R.PC.OPERATION_ENABLE.unpack(e.VALUE)
+                continue
+            if not e.BLOCK:
+                raise NpuFault(
+                    "stream", f"malformed {where}: no block bits and not the {MARKER:#018x} marker"
+                )
+            try:
+                target = R.Target(e.BLOCK)
+            except ValueError:
+                target = None
+            if target not in WRITE_TARGETS:
+                raise NpuFault("stream", f"malformed {where}: unknown target bits {e.BLOCK:#06x}")
+            if e.UNK54:
+                raise NpuFault("stream", f"malformed {where}: bit 54 set on a register write")
+            reg = R.register_at(e.OFFSET)
+            if reg is None:
+                raise NpuFault(
+                    "stream",
+                    f"malformed {where}: offset {e.OFFSET:#06x} is not a register of the tables",
+                )
+            owner = R.target_of(e.OFFSET)
+            if owner != target:
+                raise NpuFault(
+                    "stream",
+                    f"malformed {where}: block {target.name} does not own "
+                    f"{reg.path} (block {owner.name})",
+                )
+            if reg.access == "r":
+                stats.notes.append(f"{where}: write to read-only {reg.path} ignored")
+                continue
+            unk48_missing += not e.UNK48
+            values[e.OFFSET] = e.VALUE
+            written.add(e.OFFSET)
+        if unk48_missing:
+            stats.notes.append(f"{unk48_missing} entries lack the UNK48 bit Mesa always sets")
+        chain = (R.PC.BASE_ADDRESS.offset, R.PC.REGISTER_AMOUNTS.offset)
+        if all(o in written for o in chain):
+            stats.chain = (
+                R.PC.BASE_ADDRESS.unpack(values[chain[0]]).PC_SOURCE_ADDR,
+                R.PC.REGISTER_AMOUNTS.unpack(values[chain[1]]).PC_DATA_AMOUNT,
+            )
+        if op_en is None:
+            raise NpuHang(
+                f"the fetched stream ({len(words)} qwords) has no op_en entry: the "
+                "blocks never start"
+            )
+        return op_en
+
+    # ----------------------------------------------------------------------------------------
+    # op_en: the pipeline
+    # ----------------------------------------------------------------------------------------
+
+    def _execute(self, blocks, regs: TaskRegs, mem: AddressSpace, stats: TaskStats) -> None:
+        if blocks.PPU_OP_EN or blocks.PPU_RDMA_OP_EN:
+            raise NpuFault(
+                "unsupported",
+                "unsupported setting: op_en enables the PPU / PPU_RDMA (pooling is not modelled)",
+            )
+        if not blocks.DPU_OP_EN:
+            raise NpuHang("op_en does not enable the DPU: no completion interrupt")
+        if not (blocks.OP_EN and blocks.CORE_OP_EN):
+            raise NpuHang("op_en enables the DPU but not the CNA and CORE it waits for")
+        npu, options = self.npu, self.options
+        cfg = cna.decode(regs, npu, options)
+        misc = regs(R.CORE.MISC_CFG)
+        if misc.PROC_PRECISION != R.Precision.INT8:
+            raise NpuFault(
+                "unsupported",
+                f"unsupported setting CORE.MISC_CFG.PROC_PRECISION="
+                f"{misc.PROC_PRECISION} (only INT8)",
+            )
+        if bool(misc.DW_EN) != cfg.depthwise:
+            raise NpuFault(
+                "inconsistent",
+                f"CORE.MISC_CFG.DW_EN={misc.DW_EN} but CNA "
+                f"CONV_MODE={'DEPTHWISE' if cfg.depthwise else 'DIRECT'}",
+            )
+        size0 = regs(R.CORE.DATAOUT_SIZE_0)
+        ow, oh = size0.DATAOUT_WIDTH + 1, size0.DATAOUT_HEIGHT + 1
+        oc = regs(R.CORE.DATAOUT_SIZE_1).DATAOUT_CHANNEL + 1
+        if cfg.out_w != ow or cfg.out_atomics != ow * oh:
+            raise NpuFault(
+                "inconsistent",
+                f"CNA.DATA_SIZE2/3 give DATAOUT_WIDTH={cfg.out_w}, DATAOUT_ATOMICS="
+                f"{cfg.out_atomics} but CORE.DATAOUT_SIZE_0 gives {ow}x{oh}",
+            )
+        cube = dpu.decode_cube(regs, ow, oh, oc, cfg.depthwise)
+        ow_cfg = dpu.decode_ow(regs, options)
+
+        x = cna.fetch_features(cfg, mem, npu, options, stats)
+        weights = self._weights(cfg, mem, stats)
+        if cfg.depthwise:
+            mac = core.depthwise(cfg, x, weights.weights, ow_cfg.needs_sum, oh, ow, oc)
+        else:
+            wmat = weights.matrices.get(ow_cfg.needs_sum)
+            if wmat is None:
+                wmat = core.weight_matrix(weights.weights, ow_cfg.needs_sum)
+                weights.matrices[ow_cfg.needs_sum] = wmat
+            mac = core.direct(cfg, x, wmat, ow_cfg.needs_sum, oh, ow, oc)
+        stats.macs += mac.macs
+
+        rdma = bool(blocks.DPU_RDMA_OP_EN)
+        v = dpu.accumulate(regs, mac, ow_cfg, options)
+        v = dpu.stage(dpu.BS, v, regs, mem, stats, rdma, options)
+        v = dpu.stage(dpu.BN, v, regs, mem, stats, rdma, options)
+        v = dpu.ew_stage(v, regs, mem, stats, cube, cfg.atom, rdma, options)
+        y = dpu.out_cvt(v, regs, options)
+        dpu.write_back(y, regs, mem, stats, cube, cfg.atom)
+
+    def _weights(self, cfg: cna.CnaConfig, mem: AddressSpace, stats: TaskStats) -> CbufWeights:
+        """The task's weights: fetched into the CBUF, or the resident ones on WEIGHT_REUSE."""
+        key = (
+            cfg.weight_addr,
+            cfg.weight_bytes,
+            cfg.kernels,
+            cfg.channels,
+            cfg.kh,
+            cfg.kw,
+            cfg.depthwise,
+        )
+        shape = (
+            (cfg.kh, cfg.kw, cfg.channels)
+            if cfg.depthwise
+            else (cfg.kernels, cfg.kh, cfg.kw, cfg.channels)
+        )
+        if cfg.weight_reuse:
+            resident = self.cbuf
+            if resident is not None and resident.key == key:
+                return resident
+            if resident is None or resident.weights.shape != shape:
+                stats.notes.append(
+                    "WEIGHT_REUSE=1 but this core's CBUF holds no matching "
+                    "weights: the MAC array uses zeros"
+                )
+                return CbufWeights(key, np.zeros(shape, dtype=np.int8))
+            stats.notes.append(
+                f"WEIGHT_REUSE=1 uses the CBUF weights fetched from {resident.key[0]:#x}, but "
+                f"this task's DCOMP_ADDR0 is {cfg.weight_addr:#x} (stale weights)"
+            )
+            return resident
+        weights = cna.fetch_weights(cfg, mem, self.npu, stats)
+        self.cbuf = CbufWeights(key, weights)
+        return self.cbuf

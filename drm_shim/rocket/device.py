@@ -328,7 +328,7 @@ class SimulatedRocketFile:
             if self.entity_end_ns > now:
                 core = self.entity_core
             else:
-                core = min(range(len(free)), key=lambda c: (free[c] > now, free[c], c))
+                core = min(range(len(free)), key=lambda c: (max(free[c], now), c))
             return core, max(now, ready_ns, free[core], self.entity_end_ns)
         ready = max(now, ready_ns)
         core = min(range(len(free)), key=lambda c: (max(free[c], ready), c))

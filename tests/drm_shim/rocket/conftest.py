@@ -522,8 +522,12 @@ class Sim:
             handle=args.handle, iova=args.dma_address, offset=args.offset, size=size, mem=mem
         )
 
-    def submit(self, jobs: list[tuple[list[tuple[int, int]], list, list]], **overrides) -> None:
-        """``jobs``: (tasks [(regcmd IOVA, count)], in BOs, out BOs)."""
+    def submit(
+        self, job_list: list[tuple[list[tuple[int, int]], list, list]], /, **overrides
+    ) -> None:
+        """``job_list``: (tasks [(regcmd IOVA, count)], in BOs, out BOs); ``overrides`` set
+        fields of the drm_rocket_submit struct."""
+        jobs = job_list
         keep = []
         cjobs = ffi.new("struct drm_rocket_job[]", len(jobs))
         for cjob, (tasks, ins, outs) in zip(cjobs, jobs, strict=True):

@@ -242,3 +242,116 @@ def multiply_by_quantized_multiplier_int64(
     total_shift = 15 - np.asarray(shift, dtype=np.int64)
     result = np.asarray(x, dtype=np.int64) * reduced + (np.int64(1) << (total_shift - 1))
     return wrap_int32(result >> total_shift)
+
+
+# IEEE 754 binary32: 1 sign bit, 8 exponent bits (bias 127), 23 mantissa bits.
+FLOAT32_MANTISSA_BITS = 23
+FLOAT32_EXPONENT_BITS = 8
+FLOAT32_EXPONENT_BIAS = 127
+
+
+def float32_parts(value: float) -> tuple[int, int, int]:
+    """(sign, biased exponent, 23-bit mantissa) of ``value`` rounded to float32.
+
+    Hardware that takes a scale "from the float bits" (etnaviv's post multiplier, brief
+    ``etnaviv-ml.md`` §4) reads these three fields; drivers call this instead of shifting and
+    masking the bits themselves.
+    """
+    bits = int(np.array([value], dtype=np.float32).view(np.uint32)[0])
+    mantissa = bits & ((1 << FLOAT32_MANTISSA_BITS) - 1)
+    exponent = (bits >> FLOAT32_MANTISSA_BITS) & ((1 << FLOAT32_EXPONENT_BITS) - 1)
+    return bits >> (FLOAT32_MANTISSA_BITS + FLOAT32_EXPONENT_BITS), exponent, mantissa
+
+
+def float32_bits(value: float) -> int:
+    """The IEEE binary32 bit pattern of ``value`` (rounded to float32) as an unsigned int."""
+    return int(np.array([value], dtype=np.float32).view(np.uint32)[0])
+
+
+def mantissa_top_bits(mantissa: int, bits: int) -> int:
+    """The ``bits`` most significant of a float32's 23 mantissa bits (truncated)."""
+    assert 0 <= bits <= FLOAT32_MANTISSA_BITS
+    return mantissa >> (FLOAT32_MANTISSA_BITS - bits)
+
+
+def float32_rounded_parts(value: float, bits: int) -> tuple[int, int]:
+    """(biased exponent, mantissa) of ``value`` as a float with a ``bits``-bit mantissa: the
+    float32 mantissa rounded to nearest, ties to even, with the carry into the exponent (how
+    Mesa rounds the TP post multiplier, brief ``etnaviv-ml.md`` §4)."""
+    sign, exponent, mantissa = float32_parts(value)
+    assert sign == 0 and 0 < bits <= FLOAT32_MANTISSA_BITS
+    drop = FLOAT32_MANTISSA_BITS - bits
+    if drop == 0:
+        return exponent, mantissa
+    kept, rest = mantissa >> drop, mantissa & ((1 << drop) - 1)
+    half = 1 << (drop - 1)
+    if rest > half or (rest == half and kept & 1):
+        kept += 1
+    if kept >> bits:  # the mantissa overflowed: 1.111.. rounds up to 2.0
+        return exponent + 1, 0
+    return exponent, kept
+
+
+def int16_bits(value: int) -> int:
+    """The 16-bit two's complement pattern of ``value`` (a field that holds an int16)."""
+    return int(np.array([value], dtype=np.int16).view(np.uint16)[0])
+
+
+# fp21, the etnaviv TP unit's PWL number format (brief etnaviv-ml.md §6): 1 sign bit (bit 20),
+# 5 exponent bits (bias 15), 15 mantissa bits. Exponent 0 is zero (no subnormals).
+FP21_MANTISSA_BITS = 15
+FP21_EXPONENT_BITS = 5
+FP21_EXPONENT_BIAS = 15
+FP21_SIGN_BIT = FP21_MANTISSA_BITS + FP21_EXPONENT_BITS
+FP21_MAX_EXPONENT = (1 << FP21_EXPONENT_BITS) - 2  # 31 is reserved (largest finite)
+
+
+def fp21_encode(values: np.ndarray) -> np.ndarray:
+    """fp21 codes of real ``values``: mantissa rounded to nearest (ties away from zero),
+    magnitudes below the smallest normal flush to zero, above the largest saturate."""
+    v = np.asarray(values, dtype=np.float64)
+    sign = (v < 0).astype(np.int64)
+    mag = np.abs(v)
+    frac, exp = np.frexp(mag)  # mag = frac * 2**exp, frac in [0.5, 1)
+    mant = np.floor((frac * 2 - 1) * (1 << FP21_MANTISSA_BITS) + 0.5).astype(np.int64)
+    exp = exp.astype(np.int64) - 1 + FP21_EXPONENT_BIAS
+    carry = mant >> FP21_MANTISSA_BITS  # 1.111.. rounded up to 2.0
+    exp, mant = exp + carry, np.where(carry > 0, 0, mant)
+    top = exp > FP21_MAX_EXPONENT
+    exp = np.where(top, FP21_MAX_EXPONENT, exp)
+    mant = np.where(top, (1 << FP21_MANTISSA_BITS) - 1, mant)
+    zero = (mag == 0) | (exp < 1)
+    exp, mant = np.where(zero, 0, exp), np.where(zero, 0, mant)
+    return (sign << FP21_SIGN_BIT) | (exp << FP21_MANTISSA_BITS) | mant
+
+
+def fp21_decode(codes: np.ndarray) -> np.ndarray:
+    """Real values of fp21 codes (exponent 0 is zero; 31 the largest finite value)."""
+    codes = np.asarray(codes, dtype=np.int64)
+    sign = (codes >> FP21_SIGN_BIT) & 1
+    exp = (codes >> FP21_MANTISSA_BITS) & ((1 << FP21_EXPONENT_BITS) - 1)
+    mant = codes & ((1 << FP21_MANTISSA_BITS) - 1)
+    top = exp > FP21_MAX_EXPONENT
+    exp = np.where(top, FP21_MAX_EXPONENT, exp)
+    mant = np.where(top, (1 << FP21_MANTISSA_BITS) - 1, mant)
+    mag = (1 + mant / (1 << FP21_MANTISSA_BITS)) * np.exp2(exp - FP21_EXPONENT_BIAS)
+    mag = np.where(exp == 0, 0.0, mag)
+    return np.where(sign == 1, -mag, mag)
+
+
+def fp21_without_sign(codes: np.ndarray) -> np.ndarray:
+    """The codes with their sign bit cleared (the magnitude's code)."""
+    return np.asarray(codes, dtype=np.int64) & ((1 << FP21_SIGN_BIT) - 1)
+
+
+def fp21_table_inputs(entries: int) -> np.ndarray:
+    """The value each entry of a ``entries``-long table indexed by the top bits of an fp21 code
+    stands for: the code with the entry's index in its top bits and zeros below."""
+    shift = FP21_SIGN_BIT + 1 - (entries.bit_length() - 1)
+    return fp21_decode(np.arange(entries, dtype=np.int64) << shift)
+
+
+def fp21_table_codes(entries: int) -> np.ndarray:
+    """Those entries' own codes (the identity table)."""
+    shift = FP21_SIGN_BIT + 1 - (entries.bit_length() - 1)
+    return np.arange(entries, dtype=np.int64) << shift

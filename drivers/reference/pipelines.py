@@ -22,6 +22,7 @@ PIPELINES = MappingProxyType(
         "all-exact": "mesa_npu.nir_tensor.pipelines:ALL_EXACT",
         "all": "mesa_npu.nir_tensor.pipelines:ALL",
         "etnaviv": "mesa_npu.drivers.etnaviv.ml:PIPELINE",
+        "etnaviv-v8": "mesa_npu.drivers.etnaviv.ml:PIPELINE_V8",
         "rocket": "mesa_npu.drivers.rocket.ml:PIPELINE",
     }
 )

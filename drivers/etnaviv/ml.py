@@ -1,0 +1,667 @@
+"""Subgraph compile: the nir_tensor pipelines of both NN generations, lowering of the lowered
+graph to NN and TP jobs, the buffer plan and the serialized subgraph (Mesa: ``etnaviv_ml.c``:
+``etna_ml_subgraph_create``, ``lower_operations``, the tensor/resource bookkeeping, and the
+layout inference of its header comment).
+
+Compile needs no device. Every address is chosen at compile time inside the subgraph's own
+*VA window*: the buffer objects (configurations, coefficients, lookup tables, the tensor arena,
+:class:`~mesa_npu.drivers.etnaviv.ml_nn.Bo`) sit back to back from window offset 0, so a job
+configuration holds window offsets. The blob records which configuration fields and command
+stream words are addresses; a context picks a window base inside the device's softpin range on
+the first invoke and adds it to those (relocation at first invoke, ``ml_context``). Two
+subgraphs in one context then never collide, and a blob runs on any device of its SoC.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from types import MappingProxyType
+
+import numpy as np
+
+from ...gallium.device import CompileError, MlSubgraph
+from ...gallium.operation import ConvParams, PipeMlOperation
+from ...gallium.tensor import ElementType, PipeTensor, Quant
+from ...nir_tensor.builder import build_graph, pipe_from_tensor
+from ...nir_tensor.ir import NCHW, NHWC, Graph, LayoutKind, Node, Op, Tensor
+from ...nir_tensor.memory import MemoryPlan, plan_memory
+from ...nir_tensor.params import VIEW_PARAMS, ReshapeView
+from ...nir_tensor.passes import (
+    LayoutRule,
+    lower_add_to_conv,
+    lower_conv_stride_reshuffle,
+    lower_depthwise_to_dense,
+    lower_fc_to_conv,
+    lower_layouts,
+    lower_per_axis_weights,
+    lower_views,
+    opt_constant_fold,
+    opt_dce,
+    opt_drop_implied_clamp,
+    opt_fold_pad,
+    opt_fuse_activation,
+)
+from ...nir_tensor.passes.common import derived
+from ...nir_tensor.pipeline import Pipeline, loop, run_pipeline, step
+from ...nir_tensor.rewrite import rewrite_graph, rules
+from ...util import blob
+from . import etnaviv_regs as E
+from . import ml_nn, ml_nn_v7, ml_nn_v8, ml_tp
+from .cmdstream import Stream, StreamJob, job_stream
+from .debug import DEBUG, DebugFlags, Inject, write_dump
+from .ml_nn import (
+    ALIGNMENT,
+    MAX_PADDING,
+    Bo,
+    ClampPlan,
+    NnJob,
+    NnWork,
+    Ref,
+    clamp_plan,
+    conv_work,
+    copy_work,
+    hw_zero_point,
+    pair_sum,
+    pair_work,
+    plane_shape,
+)
+from .ml_tp import TpAlu, TpJob, TpKind, TpWalk
+from .options import EtnaOptions, NpuTarget
+
+# -- the pipelines ------------------------------------------------------------------------------
+
+ANY = LayoutRule(None, None)
+PLANAR = LayoutRule(NCHW, NCHW)
+
+# etnaviv-ml.md §1 "Layout inference": the NN unit reads and writes planar NCHW, so do the
+# convolution, concatenation and split (whose channel ranges are then contiguous), and the TP
+# reshuffle and pad we feed them; element-wise TP jobs take any layout. RESHAPE follows its
+# input (a same-shape reinterpretation is a view in any layout; ``lower_planar_reshape`` routes
+# the others through NHWC). TRANSPOSE works on NHWC, as the model states it.
+ETNA_LAYOUTS = MappingProxyType(
+    {
+        Op.CONV: PLANAR,
+        Op.CONCAT: PLANAR,
+        Op.SPLIT: PLANAR,
+        Op.SPACE_TO_DEPTH: PLANAR,
+        Op.PAD: PLANAR,
+        Op.CLAMP: ANY,
+        Op.ABS: ANY,
+        Op.LOGISTIC: ANY,
+        Op.RESHAPE: ANY,
+    }
+)
+
+# Ops whose fused clamp an NN job programs (relu bit, plus a TP fix-up for other bounds).
+CLAMPED = frozenset({Op.CONV, Op.FULLY_CONNECTED, Op.ADD, Op.SUB})
+
+
+def is_pointwise(node: Node) -> bool:
+    return node.inputs[1].shape[1:3] == (1, 1) if not node.params.depthwise else False
+
+
+def needs_reshuffle(node: Node) -> bool:
+    """A stride-2 dense convolution with a kernel larger than 1x1 runs as SPACE_TO_DEPTH (a TP
+    reshuffle) and a stride-1 convolution; depthwise and 1x1 convolutions keep their stride and
+    use the NN unit's first-pixel pooling instead (brief §1 step 3, our rule for both
+    generations: the reshuffle saves 4/9 of the MACs only where the kernel has taps to fold)."""
+    p: ConvParams = node.params
+    return p.stride == (2, 2) and not p.depthwise and not is_pointwise(node)
+
+
+def has_multiplier(node: Node) -> bool:
+    """A depthwise convolution with channel multiplier > 1: no hardware or codec form, so it
+    becomes a dense convolution first."""
+    return node.params.depthwise and node.output.shape[3] != node.input.shape[3]
+
+
+def same_bytes(t: Tensor) -> bool:
+    """NHWC and planar NCHW store ``t`` identically (batch 1, and one channel or one pixel)."""
+    n, h, w, c = t.shape
+    return n == 1 and (c == 1 or h * w == 1)
+
+
+def _planar_reshape(graph: Graph, node: Node, ctx: None) -> list[Node] | None:
+    a, b = node.input, node.output
+    if a.layout == NHWC or a.shape == b.shape or (same_bytes(a) and same_bytes(b)):
+        return None
+    if isinstance(node.params, VIEW_PARAMS):
+        return None
+    a_nhwc = derived(a, "nhwc", layout=NHWC)
+    b_nhwc = derived(b, "nhwc", layout=NHWC)
+    return [
+        Node(Op.LAYOUT, (a,), (a_nhwc,)),
+        node.with_(inputs=(a_nhwc,), outputs=(b_nhwc,)),
+        Node(Op.LAYOUT, (b_nhwc,), (b,)),
+    ]
+
+
+def lower_planar_reshape(graph: Graph) -> bool:
+    """Route each RESHAPE of a planar tensor that changes its bytes' order through NHWC (a
+    row-major reshape is only a byte reinterpretation in NHWC). Exact: LAYOUT is a logical
+    identity. Run ``lower_layouts`` again afterwards to merge the new LAYOUTs."""
+    return rewrite_graph(graph, rules((Op.RESHAPE, _planar_reshape)))
+
+
+def _trivial_layout(graph: Graph, node: Node, ctx: None) -> list[Node] | None:
+    if not same_bytes(node.input) or node.input.dtype is not node.output.dtype:
+        return None
+    return [Node(Op.RESHAPE, node.inputs, node.outputs, ReshapeView(), node.origin)]
+
+
+def opt_trivial_layouts(graph: Graph) -> bool:
+    """A LAYOUT between NHWC and NCHW of a tensor both store alike (:func:`same_bytes`) becomes a
+    reshape view: no TP job, the two tensors share their buffer. Exact."""
+    return rewrite_graph(graph, rules((Op.LAYOUT, _trivial_layout)))
+
+
+def _pipeline(version: int) -> Pipeline:
+    return Pipeline(
+        "etnaviv" if version == 7 else f"etnaviv-v{version}",
+        (
+            step(opt_constant_fold),
+            loop(
+                step(opt_fold_pad, max_padding=MAX_PADDING),
+                step(opt_fuse_activation, into=CLAMPED),
+                step(opt_drop_implied_clamp, note="after fusion: a fused ReLU6 may be implied"),
+                step(opt_dce),
+                note="a folded PAD or a fused clamp can expose another fusion",
+            ),
+            step(lower_per_axis_weights, note="first: later lowerings copy weight quantization"),
+            step(lower_fc_to_conv, note="1x1 form: F input channels, no input transpose"),
+            step(lower_add_to_conv, note="before layouts: its CONCAT must be planar to be a view"),
+            step(lower_depthwise_to_dense, select=has_multiplier),
+            step(lower_conv_stride_reshuffle, select=needs_reshuffle),
+            step(lower_layouts, table=ETNA_LAYOUTS),
+            step(lower_planar_reshape),
+            step(lower_layouts, table=ETNA_LAYOUTS, note="merges the LAYOUTs just added"),
+            step(opt_trivial_layouts, note="after the last lower_layouts, before views"),
+            step(lower_views, note="after lower_layouts: offsets depend on layouts"),
+            step(opt_dce),
+        ),
+    )
+
+
+PIPELINES = MappingProxyType({7: _pipeline(7), 8: _pipeline(8)})
+PIPELINE = PIPELINES[7]  # reference:etnaviv
+PIPELINE_V8 = PIPELINES[8]  # reference:etnaviv-v8
+
+
+# -- lowering the lowered graph to jobs ---------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class IoTensor:
+    """A subgraph input or output: where its NHWC bytes sit in the arena."""
+
+    index: int
+    dims: tuple[int, ...]  # the original (rank-length) shape
+    dtype: str  # ElementType name
+    offset: int
+    nbytes: int
+
+    @property
+    def signed(self) -> bool:
+        return ElementType[self.dtype] is ElementType.INT8
+
+
+@dataclass(frozen=True, slots=True)
+class JobInfo:
+    """A job as the context reports it (counters, dumps, fault messages)."""
+
+    origin: int
+    name: str
+    unit: str  # "nn" or "tp"
+    configs: tuple[int, ...]  # window offsets of its configurations (one per TP core)
+    macs: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class ConfigReloc:
+    """A configuration whose ``fields`` hold window-relative addresses."""
+
+    offset: int
+    unit: str
+    fields: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Compiled:
+    """Everything a context uploads: buffer contents, the stream template and relocations."""
+
+    config: bytes
+    coeff: bytes
+    lut: bytes
+    arena_size: int
+    stream: Stream
+    config_relocs: tuple[ConfigReloc, ...]
+    jobs: tuple[JobInfo, ...]
+    inputs: tuple[IoTensor, ...]
+    outputs: tuple[IoTensor, ...]
+
+    def bo_sizes(self) -> dict[Bo, int]:
+        return {Bo.CONFIG: len(self.config), Bo.COEFF: len(self.coeff), Bo.LUT: len(self.lut),
+                Bo.ARENA: self.arena_size}  # fmt: skip
+
+    def window(self) -> dict[Bo, int]:
+        return _window(self.bo_sizes())
+
+    @property
+    def window_size(self) -> int:
+        return sum(_pages(size) for size in self.bo_sizes().values())
+
+
+PAGE = 4096  # GEM objects and softpin addresses are page aligned (Linux etnaviv)
+
+
+class _Lowering:
+    """Walks the lowered graph in order and collects jobs, coefficients and tables."""
+
+    def __init__(self, graph: Graph, plan: MemoryPlan, target: NpuTarget, debug: DebugFlags):
+        self.graph, self.plan, self.target, self.debug = graph, plan, target, debug
+        self.jobs: list[NnJob | TpJob] = []
+        self.coeff = bytearray()
+        self.lut = bytearray()
+        self.lut_tables: list[tuple[int, bytes]] = []  # (origin, table) for dumps
+        self.coef_details: list[str] = []
+
+    def ref(self, t: Tensor, offset: int = 0) -> Ref:
+        return Ref(Bo.ARENA, self.plan.offsets[t] + offset)
+
+    def _append(self, buf: bytearray, data: bytes) -> int:
+        buf.extend(b"\0" * (-len(buf) % ALIGNMENT))
+        offset = len(buf)
+        buf.extend(data)
+        return offset
+
+    def run(self) -> None:
+        for node in self.graph:
+            if isinstance(node.params, VIEW_PARAMS):
+                continue  # an alias: the planner placed it inside its base
+            handler = getattr(self, f"_{node.op.name.lower()}", None)
+            if handler is None:
+                raise ValueError(f"{node!r}: no NN or TP job for {node.op.debug_name}")
+            handler(node)
+
+    # NN ----------------------------------------------------------------------------------------
+
+    def _nn(self, work: NnWork, plan: ClampPlan) -> None:
+        gen = ml_nn_v7 if self.target.version == 7 else ml_nn_v8
+        p = gen.plan(work, self.target)
+        offset = self._append(self.coeff, p.coefficients.data)
+        job = NnJob(work.origin, work.name, self.target.version, work.shape, work.quant,
+                    p.tiling, p.sram, work.input, work.output, Ref(Bo.COEFF, offset),
+                    len(p.coefficients.data), self.target.nn_cores)  # fmt: skip
+        self.jobs.append(job)
+        self.coef_details.append(p.coefficients.detail)
+        if plan.fixup:
+            # The NN job wrote min(q, hi) + raise_by (its output zero point raised); a TP job
+            # lowers it back in place and applies the lower bound (ClampPlan).
+            elements = work.shape.out_x * work.shape.out_y * work.shape.out_z
+            walk = ml_tp.flat_walk(work.output, work.output, elements)
+            self.jobs.append(
+                ml_tp.lower_bound_job(
+                    work.origin,
+                    f"clamp#{work.origin}",
+                    walk,
+                    plan.raise_by,
+                    plan.lo,
+                    self.target.tp_cores,
+                )
+            )
+
+    def _conv(self, node: Node) -> None:
+        plan = clamp_plan(node)
+        assert plan is not None, f"{node!r}: fused clamp {node.params.clamp} cannot be done"
+        pair = pair_sum(node)
+        out = self.ref(node.output)
+        if pair is not None and plane_shape(node.output.size) is not None:
+            work = pair_work(node, pair, self.target, self.ref(node.input), out)
+        else:
+            work = conv_work(node, self.target, self.ref(node.input), out)
+        self._nn(work, plan)
+
+    # TP ----------------------------------------------------------------------------------------
+
+    def _tp(self, node: Node, kind: TpKind, walk: TpWalk, alu: TpAlu, out_plane: int,
+            cores: int | None = None) -> None:  # fmt: skip
+        cores = self.target.tp_cores if cores is None else cores
+        walks = ml_tp.split_planes(walk, cores, out_plane)
+        self.jobs.append(TpJob(node.origin, f"{kind.value}#{node.origin}", kind, walks, alu))
+
+    def _layout(self, node: Node) -> None:
+        t_in, t_out = node.input, node.output
+        _, h, w, c = t_in.shape
+        zp = hw_zero_point(t_in)
+        alu = ml_tp.copy_alu(zp, zp)
+        src, dst = self.ref(t_in), self.ref(t_out)
+        if t_in.layout == NHWC and t_out.layout == NCHW:
+            walk = ml_tp.transpose_walk(src, dst, h, w, c)
+            kind = TpKind.TRANSPOSE
+        elif t_in.layout == NCHW and t_out.layout == NHWC:
+            walk = ml_tp.detranspose_walk(src, dst, h, w, c)
+            kind = TpKind.DETRANSPOSE
+        else:
+            raise ValueError(f"{node!r}: layout {t_in.layout} -> {t_out.layout}")
+        self._tp(node, kind, walk, alu, 0, cores=1)  # Mesa: single core
+
+    def _space_to_depth(self, node: Node) -> None:
+        p = node.params
+        _, h, w, c = node.input.shape
+        _, oh, ow, _ = node.output.shape
+        zp = hw_zero_point(node.input)
+        assert p.block == 2 and p.pad_value == node.input.quant.zero_point, f"{node!r}: {p}"
+        walk = ml_tp.reshuffle_walk(self.ref(node.input), self.ref(node.output), (h, w), c,
+                                    (oh, ow), (p.pad_top, p.pad_left))  # fmt: skip
+        self._tp(node, TpKind.RESHUFFLE, walk, ml_tp.copy_alu(zp, zp), oh * ow)
+
+    def _pad(self, node: Node) -> None:
+        p = node.params
+        _, h, w, c = node.input.shape
+        _, oh, ow, _ = node.output.shape
+        zp_in, zp_out = hw_zero_point(node.input), hw_zero_point(node.output)
+        border = p.value - node.input.quant.zero_point
+        walk = ml_tp.pad_walk(self.ref(node.input), self.ref(node.output), (c, h, w),
+                              (p.before[3], p.before[1], p.before[2]),
+                              (p.after[3], p.after[1], p.after[2]))  # fmt: skip
+        alu = TpAlu(zp_in, zp_out, border)
+        self._tp(node, TpKind.PAD, walk, alu, oh * ow)
+
+    def _clamp(self, node: Node) -> None:
+        t_in, t_out = node.input, node.output
+        shift = hw_zero_point(t_out) - t_out.quant.zero_point
+        walk = ml_tp.flat_walk(self.ref(t_in), self.ref(t_out), t_in.size)
+        walk_b = ml_tp.flat_walk(self.ref(t_out), self.ref(t_out), t_in.size)
+        scale = t_in.quant.scale / t_out.quant.scale
+        self.jobs += ml_tp.clamp_jobs(node.origin, f"clamp#{node.origin}", walk, walk_b,
+                                      hw_zero_point(t_in), hw_zero_point(t_out), scale,
+                                      node.params.lo + shift, node.params.hi + shift,
+                                      self.target.tp_cores)  # fmt: skip
+
+    def _pwl(self, node: Node, kind: TpKind, table: bytes, scale: float = 1.0) -> None:
+        offset = self._append(self.lut, table)
+        self.lut_tables.append((node.origin, table))
+        t_in, t_out = node.input, node.output
+        walk = ml_tp.flat_walk(self.ref(t_in), self.ref(t_out), t_in.size)
+        alu = ml_tp.pwl_alu(hw_zero_point(t_in), hw_zero_point(t_out), Ref(Bo.LUT, offset), scale)
+        self._tp(node, kind, walk, alu, walk.stride)
+
+    def _abs(self, node: Node) -> None:
+        scale = node.input.quant.scale / node.output.quant.scale
+        if ml_tp.tp_scale_ok(scale):
+            self._pwl(node, TpKind.ABS, ml_tp.abs_lut(), scale)
+        else:
+            table = ml_tp.function_lut(np.abs, node.input.quant.scale, node.output.quant.scale)
+            self._pwl(node, TpKind.ABS, table)
+
+    def _logistic(self, node: Node) -> None:
+        table = ml_tp.function_lut(ml_tp.sigmoid, node.input.quant.scale,
+                                   node.output.quant.scale)  # fmt: skip
+        self._pwl(node, TpKind.LOGISTIC, table)
+
+    def _copy(self, node: Node, src: Tensor, dst: Tensor, src_off: int, dst_off: int,
+              size: int) -> None:  # fmt: skip
+        """Copy (requantize) ``size`` bytes of ``src`` from ``src_off`` to ``dst`` at
+        ``dst_off``: a TP copy, or an NN copy when the scale is 2 or more."""
+        scale = src.quant.scale / dst.quant.scale
+        zp_in, zp_out = hw_zero_point(src), hw_zero_point(dst)
+        if ml_tp.tp_scale_ok(scale):
+            walk = ml_tp.flat_walk(self.ref(src, src_off), self.ref(dst, dst_off), size)
+            self._tp(node, TpKind.COPY, walk, ml_tp.copy_alu(zp_in, zp_out, scale), walk.stride)
+        else:
+            work = copy_work(node.origin, f"copy#{node.origin}", src, dst, size, self.target,
+                             self.ref(src, src_off), self.ref(dst, dst_off))  # fmt: skip
+            self._nn(work, ClampPlan())
+
+    def _concat(self, node: Node) -> None:
+        assert node.params.axis == 3, f"{node!r}: concatenation along axis {node.params.axis}"
+        at = 0
+        plane = node.output.shape[1] * node.output.shape[2]
+        for part in node.inputs:
+            self._copy(node, part, node.output, 0, at * plane, part.size)
+            at += part.shape[3]
+
+    def _split(self, node: Node) -> None:
+        assert node.params.axis == 3, f"{node!r}: split along axis {node.params.axis}"
+        at = 0
+        plane = node.input.shape[1] * node.input.shape[2]
+        for part in node.outputs:
+            self._copy(node, node.input, part, at * plane, 0, part.size)
+            at += part.shape[3]
+
+    def _transpose(self, node: Node) -> None:
+        perm = node.params.perm
+        _, h, w, c = node.input.shape
+        out_shape = node.output.shape
+        strides = [out_shape[2] * out_shape[3], out_shape[3], 1]  # of output axes 1, 2, 3
+        # Input axis perm[k] becomes output axis k: its stride is that of output axis k.
+        in_strides = [0, 0, 0]
+        for k in (1, 2, 3):
+            in_strides[perm[k] - 1] = strides[k - 1]
+        zp = hw_zero_point(node.input)
+        walk = ml_tp.permute_walk(self.ref(node.input), self.ref(node.output), (h, w, c),
+                                  tuple(in_strides))  # fmt: skip
+        self._tp(node, TpKind.PERMUTE, walk, ml_tp.copy_alu(zp, zp), in_strides[0])
+
+    def _reshape(self, node: Node) -> None:
+        raise ValueError(f"{node!r}: a RESHAPE that is not a view (layouts {node.input.layout})")
+
+
+# -- configurations, stream, faults -------------------------------------------------------------
+
+NN_CONFIG_BYTES = E.NN_CONFIG.size
+TP_CONFIG_BYTES = E.TP_CONFIG.size
+
+
+def _inject(jobs: list, coeff: bytearray, inject: Inject | None) -> list:
+    """Plant the ``ETNA_DEBUG=inject`` fault (``debug``): the first job that can carry it."""
+    if inject is None:
+        return jobs
+    for i, job in enumerate(jobs):
+        if inject is Inject.OOB and isinstance(job, NnJob):
+            # One byte past the arena's end: outside every buffer object of the submit.
+            jobs[i] = replace(job, output=Ref(Bo.ARENA, INJECT_PAST_END))
+            return jobs
+        if inject is Inject.WEIGHTS and isinstance(job, NnJob):
+            # Overwrite the first core stream's header (zrl_bits / the v8 flags and symbols):
+            # a stream that cannot decode.
+            start = job.coef.offset
+            coeff[start : start + INJECT_CORRUPT_BYTES] = b"\xff" * INJECT_CORRUPT_BYTES
+            return jobs
+        if inject is Inject.HANG and isinstance(job, NnJob):
+            jobs[i] = replace(job, hang=True)
+            return jobs
+    raise CompileError(f"etnaviv: ETNA_DEBUG=inject={inject.value}: no NN job to plant it in")
+
+
+# Fault injection constants: an output address far past any arena (the window is smaller than
+# 1 GiB), and enough header bytes to break either codec's first stream.
+INJECT_PAST_END = 2**30
+INJECT_CORRUPT_BYTES = 64
+
+
+def compile_jobs(graph: Graph, plan: MemoryPlan, target: NpuTarget, debug: DebugFlags) -> Compiled:
+    lowering = _Lowering(graph, plan, target, debug)
+    lowering.run()
+    jobs = _inject(lowering.jobs, lowering.coeff, debug.inject)
+    # Configuration offsets first: every configuration's size is known before any address.
+    config_at, at = [], 0
+    for job in jobs:
+        cores = 1 if isinstance(job, NnJob) else len(job.walks)
+        size = NN_CONFIG_BYTES if isinstance(job, NnJob) else TP_CONFIG_BYTES
+        offsets = []
+        for _ in range(cores):
+            offsets.append(at)
+            at += -(-size // ALIGNMENT) * ALIGNMENT
+        config_at.append(tuple(offsets))
+    config = bytearray(at)
+    sizes = {Bo.CONFIG: at, Bo.COEFF: len(lowering.coeff), Bo.LUT: len(lowering.lut),
+             Bo.ARENA: plan.peak}  # fmt: skip
+    window = _window(sizes)
+    relocs, infos, stream_jobs = [], [], []
+    for index, (job, offsets) in enumerate(zip(jobs, config_at, strict=True)):
+        if isinstance(job, NnJob):
+            data = ml_nn.emit_nn_config(job, window)
+            config[offsets[0] : offsets[0] + len(data)] = data
+            relocs.append(ConfigReloc(offsets[0], "nn", ml_nn.NN_ADDRESS_FIELDS))
+            core_count = 0 if job.nn_cores == target.npu.nn_cores else job.nn_cores
+            stream_jobs.append(StreamJob("nn", offsets, core_count))
+            infos.append(JobInfo(job.origin, job.name, "nn", offsets, job.shape.macs))
+            _dump(debug, "nn", job.origin, index, data)
+            _dump(
+                debug,
+                "compressed",
+                job.origin,
+                index,
+                lowering.coeff[job.coef.offset : job.coef.offset + job.coef_bytes],
+            )
+        else:
+            fields = ml_tp.TP_ADDRESS_FIELDS + ((ml_tp.TP_LUT_FIELD,) if job.alu.lut else ())
+            for core, offset in enumerate(offsets):
+                data = ml_tp.emit_tp_config(job, core, window)
+                config[offset : offset + len(data)] = data
+                relocs.append(ConfigReloc(offset, "tp", fields))
+                _dump(debug, "tp", job.origin, index * 16 + core if core else index, data)
+            stream_jobs.append(StreamJob("tp", offsets, 0, job.kind.marks_split))
+            infos.append(JobInfo(job.origin, job.name, "tp", offsets))
+        if debug.msgs:
+            print(f"etnaviv: job {index}: {job.name} {_describe(job)}", file=sys.stderr)
+    stream = job_stream(stream_jobs)
+    # The stream's addresses are window offsets of the configurations: window-relative too.
+    stream.words[stream.relocs] += np.uint32(window[Bo.CONFIG])
+    _dump(debug, "cmd", 0, 0, stream.words.tobytes())
+    for i, lut_data in enumerate(lowering.lut_tables):
+        _dump(debug, "lut", lut_data[0], i, lut_data[1])
+    return Compiled(
+        bytes(config), bytes(lowering.coeff), bytes(lowering.lut), plan.peak, stream,
+        tuple(relocs), tuple(infos),
+        tuple(io_tensor(t, plan) for t in graph.inputs),
+        tuple(io_tensor(t, plan) for t in graph.outputs),
+    )  # fmt: skip
+
+
+def _window(sizes: dict[Bo, int]) -> dict[Bo, int]:
+    """Window offset of each buffer object: back to back, page aligned, in :class:`Bo` order."""
+    offsets, at = {}, 0
+    for bo in Bo:
+        offsets[bo] = at
+        at += _pages(sizes[bo])
+    return offsets
+
+
+def _pages(size: int) -> int:
+    """Bytes a buffer object of ``size`` takes in the window (at least one page)."""
+    return -(-max(size, 1) // PAGE) * PAGE
+
+
+def _describe(job) -> str:
+    if isinstance(job, NnJob):
+        s, t = job.shape, job.tiling
+        return (f"in {s.in_x}x{s.in_y}x{s.in_z} out {s.out_x}x{s.out_y}x{s.out_z} "
+                f"k {s.kx}x{s.ky} tile {t.tile_x}x{t.tile_y} sb {t.superblocks}")  # fmt: skip
+    return f"{len(job.walks)} core(s) {job.elements} elements"
+
+
+def _dump(debug: DebugFlags, what: str, op: int, job: int, data: bytes) -> None:
+    write_dump(debug, what, max(op, 0), job, data)
+
+
+def io_tensor(t: Tensor, plan: MemoryPlan) -> IoTensor:
+    shape = t.shape[4 - t.rank :] if t.rank else ()
+    assert t.layout.kind is LayoutKind.NHWC, f"{t!r}: graph I/O must be NHWC"
+    return IoTensor(t.index, tuple(shape), t.dtype.name, plan.offsets[t], t.nbytes)
+
+
+# -- the subgraph -------------------------------------------------------------------------------
+
+
+def lower_graph(ops: Sequence[PipeMlOperation], target: NpuTarget) -> Graph:
+    """The pipe operations as the driver's lowered nir_tensor graph."""
+    return run_pipeline(build_graph(ops), PIPELINES[target.version]).graph
+
+
+def compile_subgraph(
+    ops: Sequence[PipeMlOperation], target: NpuTarget, debug: DebugFlags = DEBUG
+) -> EtnaSubgraph:
+    """Lower, plan and compile ``ops`` for ``target`` (module docstring)."""
+    graph = lower_graph(ops, target)
+    plan = plan_memory(graph, alignment=ALIGNMENT)
+    try:
+        compiled = compile_jobs(graph, plan, target, debug)
+    except (ValueError, AssertionError) as e:
+        raise CompileError(f"etnaviv: {e}") from e
+    pipes_in = tuple(pipe_from_tensor(t) for t in graph.inputs)
+    pipes_out = tuple(pipe_from_tensor(t) for t in graph.outputs)
+    return EtnaSubgraph(target.soc.name, target.options, compiled, pipes_in, pipes_out)
+
+
+class EtnaSubgraph(MlSubgraph):
+    """A compiled subgraph (see :class:`Compiled`), for the SoC it was compiled for."""
+
+    driver = "etnaviv"
+
+    def __init__(self, soc: str, options: EtnaOptions, compiled: Compiled, inputs, outputs):
+        self.soc = soc
+        self.options = options
+        self.compiled = compiled
+        self.inputs = tuple(inputs)
+        self.outputs = tuple(outputs)
+
+    def serialize(self) -> bytes:
+        c = self.compiled
+        meta = {
+            "soc": self.soc,
+            "options": self.options.describe(),
+            "arena_size": c.arena_size,
+            "relocs": [[r.offset, r.unit, list(r.fields)] for r in c.config_relocs],
+            "jobs": [[j.origin, j.name, j.unit, list(j.configs), j.macs] for j in c.jobs],
+            "inputs": [_io_json(t) for t in c.inputs],
+            "outputs": [_io_json(t) for t in c.outputs],
+            "pipes": [[_pipe_json(p) for p in self.inputs], [_pipe_json(p) for p in self.outputs]],
+        }
+        sections = {
+            "config": c.config,
+            "coeff": c.coeff,
+            "lut": c.lut,
+            "stream": c.stream.words,
+            "stream_relocs": c.stream.relocs,
+        }
+        return blob.pack(self.driver, meta, sections)
+
+    @classmethod
+    def deserialize(cls, data: bytes) -> EtnaSubgraph:
+        meta, sections = blob.unpack(data, cls.driver)
+        try:
+            compiled = Compiled(
+                bytes(sections["config"]),
+                bytes(sections["coeff"]),
+                bytes(sections["lut"]),
+                int(meta["arena_size"]),
+                Stream(sections["stream"].astype(np.uint32), sections["stream_relocs"]),
+                tuple(ConfigReloc(o, u, tuple(f)) for o, u, f in meta["relocs"]),
+                tuple(JobInfo(o, n, u, tuple(c), m) for o, n, u, c, m in meta["jobs"]),
+                tuple(IoTensor(i, tuple(d), t, o, b) for i, d, t, o, b in meta["inputs"]),
+                tuple(IoTensor(i, tuple(d), t, o, b) for i, d, t, o, b in meta["outputs"]),
+            )
+            pipes_in, pipes_out = ([_pipe(p) for p in side] for side in meta["pipes"])
+            options = EtnaOptions.parse(meta["options"])
+        except (KeyError, TypeError, ValueError) as e:
+            raise blob.BlobError(f"etnaviv: malformed subgraph blob ({e})") from None
+        return cls(meta["soc"], options, compiled, pipes_in, pipes_out)
+
+
+def _io_json(t: IoTensor) -> list:
+    return [t.index, list(t.dims), t.dtype, t.offset, t.nbytes]
+
+
+def _pipe_json(p: PipeTensor) -> dict:
+    q = p.quant
+    return {"index": p.index, "dims": list(p.dims), "rank": p.rank, "type": p.type.name,
+            "scale": q.scale, "zp": q.zero_point, "name": p.name}  # fmt: skip
+
+
+def _pipe(d: dict) -> PipeTensor:
+    return PipeTensor(d["index"], tuple(d["dims"]), d["rank"], ElementType[d["type"]],
+                      Quant(d["scale"], d["zp"]), name=d["name"])  # fmt: skip

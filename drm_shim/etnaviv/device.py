@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from mesa_npu.util import uapi
+from mesa_npu.util.blas import blas_threads, find_openblas
 from mesa_npu.util.drm import DrmError
 from mesa_npu.util.soc import EtnavivNpu, soc
 from mesa_npu.util.uapi import ffi
@@ -71,6 +72,7 @@ class SimulatedEtnavivFile:
         self._counters: list[JobCounters] = []
         self._decode_cache: dict = {}
         self._frontend = FrontEnd(self.npu, self.switches, self._decode_cache)
+        self._blas = find_openblas()  # one BLAS thread per job, as the reference evaluator
         self._handlers: dict[int, tuple[str, Callable[[Any], None]]] = {
             uapi.ETNAVIV_GET_PARAM: ("drm_etnaviv_param", self._get_param),
             uapi.ETNAVIV_GEM_NEW: ("drm_etnaviv_gem_new", self._gem_new),
@@ -276,7 +278,8 @@ class SimulatedEtnavivFile:
         ctx.memory = SubmitMemory(mapped, ctx.warn)
         error = 0
         try:
-            self._frontend.run(stream, ctx)
+            with blas_threads(1, self._blas):
+                self._frontend.run(stream, ctx)
         except JobFault as fault:
             error = errno.EIO
             self._faults.append(FaultRecord(fence_no, ctx.job, ctx.unit, fault.kind, fault.message))

@@ -46,11 +46,12 @@ V7_WIDE_INPUT = 64  # Mesa splits the sequential order for inputs wider than 64 
 class Coefficients:
     """A decoded coefficient buffer in the form the arithmetic wants."""
 
-    dense: np.ndarray  # float64 [OC, IC, KH, KW]: w - coef_zp as the hardware multiplies it
-    diagonal: np.ndarray | None  # float64 [C, KH, KW] when dense is a diagonal (expanded dw)
+    dense: np.ndarray | None  # float64 [OC, IC, KH, KW]: w - coef_zp as the hardware multiplies
+    diagonal: np.ndarray | None  # float64 [C, KH, KW] instead, when that is a diagonal (v7 dw)
     bias: np.ndarray  # int64 [OC]: the stored bias field
     offsets: np.ndarray | None  # int64 [OC]: v7 per-kernel output offsets / addition offset
     nbytes: int  # bytes of the buffer the hardware reads
+    acc_bound: int  # max |acc| over every input image (|x - shift| <= 255), for the float path
 
 
 class NnUnit:
@@ -147,9 +148,14 @@ class NnUnit:
                 bias = decoded.bias_fields.astype(np.int64)
         except WeightStreamError as e:
             raise JobFault(FaultKind.WEIGHTS, f"{what}: {e}") from None
-        dense = w.astype(np.float64)
-        diag = C.diagonal(dense) if job.form in ("conv", "fc") else None
-        coefs = Coefficients(dense, diag, bias, offsets, int(buf.size))
+        diag = C.diagonal(w) if job.form in ("conv", "fc") else None
+        dense = w.astype(np.float64) if diag is None else None
+        diag = diag.astype(np.float64) if diag is not None else None
+        bound = int(np.abs(w).reshape(w.shape[0], -1).sum(axis=1).max(initial=0)) * C.UINT8_MAX
+        if offsets is not None:  # the v7 add multiplies the second plane by the offset slot
+            bound += int(np.abs(offsets).max(initial=0)) * C.UINT8_MAX
+        bound += int(np.abs(bias).max(initial=0))
+        coefs = Coefficients(dense, diag, bias, offsets, int(buf.size), bound)
         self.cache[key] = coefs
         return coefs
 
@@ -171,13 +177,24 @@ class NnUnit:
         x = window.astype(np.float64) - shift
         if job.form == "add":
             acc = C.conv_dense(x[:1], coefs.dense, oh, ow, step)
-            acc += coefs.offsets[0] * (window[1, :oh, :ow].astype(np.int64) - shift)
+            acc += float(coefs.offsets[0]) * x[1, :oh, :ow]
         elif job.form == "depthwise":
             acc = C.conv_depthwise(x, coefs.dense[:, 0], oh, ow, step)
         elif coefs.diagonal is not None:
             acc = C.conv_depthwise(x, coefs.diagonal, oh, ow, step)
         else:
             acc = C.conv_dense(x, coefs.dense, oh, ow, step)
+        if coefs.acc_bound * job.multiplier < C.EXACT_FLOAT:
+            return C.requantize_float(
+                acc,
+                coefs.bias.astype(np.float64),
+                job.multiplier,
+                job.shift,
+                self.switches.nn_rounding,
+                job.relu,
+                job.out_zero_point,
+            )
+        acc = acc.astype(np.int64)
         acc += coefs.bias[:, None, None]
         return C.requantize(
             acc,

@@ -36,7 +36,7 @@ def conv_dense(
 ) -> np.ndarray:
     """acc[oc, oy, ox] = sum over ic, ky, kx of weights[oc, ic, ky, kx] * window[ic, oy*step+ky,
     ox*step+kx]; ``window`` float64 [IC, *, *] already shifted, ``weights`` float64
-    [OC, IC, KH, KW]. Returns int64 [OC, out_h, out_w]."""
+    [OC, IC, KH, KW]. Returns float64 [OC, out_h, out_w] holding exact integers."""
     oc, ic, kh, kw = weights.shape
     if kh == kw == 1:
         cols = window[:, : (out_h - 1) * step + 1 : step, : (out_w - 1) * step + 1 : step]
@@ -47,7 +47,7 @@ def conv_dense(
         views = views[:, :out_h, :out_w]  # [IC, oh, ow, kh, kw]
         cols = np.ascontiguousarray(views.transpose(1, 2, 0, 3, 4)).reshape(out_h * out_w, -1)
         acc = weights.reshape(oc, -1) @ cols.T
-    return np.rint(acc).astype(np.int64).reshape(oc, out_h, out_w)
+    return acc.reshape(oc, out_h, out_w)  # float64, exact integers
 
 
 def conv_depthwise(
@@ -57,8 +57,7 @@ def conv_depthwise(
     _, kh, kw = weights.shape
     views = sliding_window_view(window, (kh, kw), axis=(1, 2))[:, ::step, ::step]
     views = views[:, :out_h, :out_w]
-    acc = np.einsum("chwij,cij->chw", views, weights, optimize=True)
-    return np.rint(acc).astype(np.int64)
+    return np.einsum("chwij,cij->chw", views, weights, optimize=True)  # float64, exact
 
 
 def diagonal(centered: np.ndarray) -> np.ndarray | None:
@@ -67,14 +66,16 @@ def diagonal(centered: np.ndarray) -> np.ndarray | None:
     oc, ic = centered.shape[:2]
     if oc != ic or oc == 1:
         return None
-    used = np.any(centered != 0, axis=(2, 3))
-    if np.any(used & ~np.eye(oc, dtype=bool)):
-        return None
-    return centered[np.arange(oc), np.arange(oc)]
+    diag = centered[np.arange(oc), np.arange(oc)].copy()
+    centered[np.arange(oc), np.arange(oc)] = 0
+    off_diagonal = np.any(centered)
+    centered[np.arange(oc), np.arange(oc)] = diag
+    return None if off_diagonal else diag
 
 
 def shift_round(values: np.ndarray, shift: int, rounding: Rounding) -> np.ndarray:
-    """``values / 2**shift`` rounded to nearest with the given tie rule (int64, exact)."""
+    """``values / 2**shift`` rounded to nearest with the given tie rule (int64, exact), in place
+    when it can."""
     if shift <= 0:
         return values << -shift if shift else values
     if shift >= 63:  # every |value| < 2**62: the quotient rounds to 0
@@ -82,10 +83,16 @@ def shift_round(values: np.ndarray, shift: int, rounding: Rounding) -> np.ndarra
     half = np.int64(1) << np.int64(shift - 1)
     s = np.int64(shift)
     if rounding is Rounding.HALF_UP:
-        return (values + half) >> s
+        values += half
+        values >>= s
+        return values
     if rounding is Rounding.HALF_AWAY_FROM_ZERO:
-        mag = (np.abs(values) + half) >> s
-        return np.where(values < 0, -mag, mag)
+        negative = values < 0
+        np.abs(values, out=values)
+        values += half
+        values >>= s
+        np.negative(values, out=values, where=negative)
+        return values
     floor = values >> s
     rem = values - (floor << s)
     up = (rem > half) | ((rem == half) & (floor % 2 == 1))
@@ -101,11 +108,45 @@ def requantize(
     out_zero_point: int,
 ) -> np.ndarray:
     """``round(acc * multiplier / 2**shift)``, ReLU, plus the output zero point, saturated to
-    uint8."""
-    q = shift_round(acc * np.int64(multiplier), shift, rounding)
+    uint8. ``acc`` (int64) is consumed."""
+    acc *= np.int64(multiplier)
+    q = shift_round(acc, shift, rounding)
     if relu:
-        q = np.maximum(q, 0)
-    return np.clip(q + out_zero_point, 0, UINT8_MAX).astype(np.uint8)
+        np.maximum(q, 0, out=q)
+    q += out_zero_point
+    np.clip(q, 0, UINT8_MAX, out=q)
+    return q.astype(np.uint8)
+
+
+EXACT_FLOAT = 2**53  # float64 holds every integer below this exactly
+
+
+def requantize_float(
+    acc: np.ndarray,
+    bias: np.ndarray,
+    multiplier: int,
+    shift: int,
+    rounding: Rounding,
+    relu: bool,
+    out_zero_point: int,
+) -> np.ndarray:
+    """:func:`requantize` on the float64 accumulators (exact integers) when the caller has
+    checked ``max|acc| * multiplier < 2**53``: then the scaled value and its half-integer
+    neighbours are exact in float64 and the result equals the integer path. ``acc`` is
+    consumed."""
+    acc += bias[:, None, None]
+    acc *= multiplier * 2.0**-shift
+    if rounding is Rounding.HALF_AWAY_FROM_ZERO:
+        acc += np.copysign(0.5, acc)
+        np.trunc(acc, out=acc)
+    elif rounding is Rounding.HALF_UP:
+        acc += 0.5
+        np.floor(acc, out=acc)
+    else:
+        np.rint(acc, out=acc)
+    np.clip(acc, -out_zero_point if not relu else 0, UINT8_MAX - out_zero_point, out=acc)
+    acc += out_zero_point
+    return acc.astype(np.uint8)
 
 
 def strided_image(

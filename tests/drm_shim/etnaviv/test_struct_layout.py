@@ -56,7 +56,8 @@ struct drm_etnaviv_wait_fence { __u32 pipe; __u32 fence; __u32 flags; __u32 pad;
 struct drm_etnaviv_gem_wait { __u32 pipe; __u32 handle; __u32 flags; __u32 pad;
   struct drm_etnaviv_timespec timeout; };
 """
-SYSTEM_HEADER = Path("/usr/include/drm/etnaviv_drm.h")
+HEADERS = (Path("/usr/include/drm/etnaviv_drm.h"), Path("/usr/include/libdrm/etnaviv_drm.h"))
+SYSTEM_HEADER = next((h for h in HEADERS if h.exists()), HEADERS[0])
 
 
 def _c_layout(tmp_path: Path, prelude: str) -> dict[str, list[int]]:
@@ -90,4 +91,5 @@ def test_structs_match_a_c_transcription(tmp_path):
     reason=f"{SYSTEM_HEADER} not installed (Debian: linux-libc-dev) or no gcc",
 )
 def test_structs_match_the_system_header(tmp_path):
-    assert _c_layout(tmp_path, "#include <drm/etnaviv_drm.h>") == _cffi_layout()
+    prelude = "#include <stdint.h>\n#include <linux/types.h>\n"
+    assert _c_layout(tmp_path, prelude + f'#include "{SYSTEM_HEADER}"') == _cffi_layout()

@@ -34,7 +34,7 @@ from . import nn_compute as C
 from .counters import JobCounters, frozen_counts
 from .faults import FaultKind, JobFault
 from .nn_config import NN_CONFIG_BYTES, Cache, NnJob, interpret
-from .switches import ModelSwitches, SequentialSplit
+from .switches import ModelSwitches, SequentialSplit, V8Weights
 
 V8_INPUT_OFFSET = 128  # v8 treats activations as signed x - 128 (brief §3.2)
 WORD = 4
@@ -140,10 +140,10 @@ class NnUnit:
                 bias = decoded.bias_fields[:n].astype(np.int64)
             else:
                 decoded = decode_v8(buf, layout)
-                # The stream codes w - zp as one byte with a sign bit (brief §3.2): the hardware
-                # multiplies that signed byte.
-                diff = (decoded.weights.astype(np.int16) - job.coef_zero_point) % 256
-                w = diff.astype(np.uint8).view(np.int8).astype(np.int16)
+                w = decoded.weights.astype(np.int16) - job.coef_zero_point
+                if self.switches.v8_weights is V8Weights.SIGNED_BYTE:
+                    # the coded byte w - zp (mod 256) multiplied as an int8 (switch)
+                    w = (w % 256).astype(np.uint8).view(np.int8).astype(np.int16)
                 offsets = None
                 bias = decoded.bias_fields.astype(np.int64)
         except WeightStreamError as e:

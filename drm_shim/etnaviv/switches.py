@@ -49,11 +49,23 @@ class PwlLookup(enum.Enum):
     FLOOR = "floor"
 
 
+class V8Weights(enum.Enum):
+    """What the v8 NN core multiplies for a coded weight byte b (the stream codes w - wzp mod
+    256, brief §3.2): ``UINT8`` rebuilds w = b + coef_zp mod 256 and multiplies w - coef_zp
+    exactly (a 9-bit difference); ``SIGNED_BYTE`` multiplies b as an int8 (w - wzp wraps outside
+    -128..127). Mesa runs uint8 models (MobileNet, SSDLite MobileDet) on the i.MX 8M Plus,
+    whose weight differences leave -128..127, so UINT8 is the default."""
+
+    UINT8 = "uint8"
+    SIGNED_BYTE = "signed_byte"
+
+
 @dataclass(frozen=True, slots=True)
 class ModelSwitches:
     nn_rounding: Rounding = Rounding.HALF_AWAY_FROM_ZERO
     requant: Requant = Requant.BRIEF
     v7_add_detect: bool = True
+    v8_weights: V8Weights = V8Weights.UINT8
     v7_sequential_split: SequentialSplit = SequentialSplit.WIDE_INPUT
     pwl_interpolation: PwlLookup = PwlLookup.LINEAR
     tp_rounding: Rounding = Rounding.HALF_AWAY_FROM_ZERO

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from etna_testkit import conv_job, encode_coefs
 
-from mesa_npu.drm_shim.etnaviv.switches import Rounding
+from mesa_npu.drm_shim.etnaviv.switches import Rounding, V8Weights
 from mesa_npu.util.soc import soc
 
 V7_SOC, V8_SOC = "a311d", "imx8mp"
@@ -356,37 +356,18 @@ def test_requant_rounding_ties_follow_the_switch(harness, rounding, expect):
     np.testing.assert_array_equal(job.output().ravel().astype(int) - 100, expect)
 
 
-def test_v8_weights_are_signed_bytes(harness):
-    """The v8 stream codes w - wzp as one byte with a sign bit (brief §3.2): a difference of
-    +200 is multiplied as 200 - 256 = -56 (docs/etnaviv-npu-model.md §3)."""
-    x = np.full((1, 1, 4), 138, dtype=np.uint8)  # x - 128 = 10
+@pytest.mark.parametrize("mode", list(V8Weights))
+def test_v8_weight_byte_interpretation(harness, mode):
+    """The v8 stream codes w - wzp as one byte (brief §3.2). Default (UINT8): the core rebuilds
+    w and multiplies w - wzp = +200 exactly; SIGNED_BYTE: the byte acts as 200 - 256 = -56
+    (docs/etnaviv-npu-model.md §3)."""
+    x = np.full((1, 1, 4), 129, dtype=np.uint8)  # x - 128 = 1
     w = np.full((1, 1, 1, 1), 210, dtype=np.uint8)  # w - wzp = 200
-    pm, ps, _, _ = scale_fields(8, 1.0)
-    out, _ = run_conv(
-        harness,
-        V8_SOC,
-        x,
-        w,
-        np.array([0], np.int32),
-        izp=128,
-        wzp=10,
-        ozp=128,
-        pm=pm,
-        post_shift=ps,
+    pm, ps, _, _ = scale_fields(8, 0.25)
+    hw = harness(V8_SOC, v8_weights=mode)
+    job = conv_job(
+        hw, V8_SOC, x, w, np.array([0], np.int32), izp=128, wzp=10, ozp=100, pm=pm, post_shift=ps
     )
-    # the bias table folds sum((w - wzp) * (128 - izp)) = 0; acc = -56 * 10
-    np.testing.assert_array_equal(out.ravel(), np.zeros(4, np.uint8))  # 128 - 560 saturates
-    x = np.full((1, 1, 4), 129, dtype=np.uint8)  # x - 128 = 1: acc = -56
-    out, _ = run_conv(
-        harness,
-        V8_SOC,
-        x,
-        w,
-        np.array([0], np.int32),
-        izp=128,
-        wzp=10,
-        ozp=128,
-        pm=pm,
-        post_shift=ps,
-    )
-    np.testing.assert_array_equal(out.ravel(), np.full(4, 128 - 56, np.uint8))
+    hw.wait(job.submit())
+    want = 100 + (50 if mode is V8Weights.UINT8 else -14)  # 0.25 * 200, 0.25 * -56
+    np.testing.assert_array_equal(job.output().ravel(), np.full(4, want, np.uint8))

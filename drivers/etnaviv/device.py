@@ -74,11 +74,13 @@ def rule_per_tensor_activations(op: PipeMlOperation, target: NpuTarget) -> str |
 
 
 def rule_sizes(op: PipeMlOperation, target: NpuTarget) -> str | None:
-    """Every feature tensor fits the job fields: width and height at most 8191 (13 bits), at
-    most 16383 channels (14 bits)."""
+    """Every feature tensor fits the job fields: width and height at most 8191 (13 bits);
+    outputs at most 16383 channels (14 bits), inputs at most 2^20 - 1 (the kernel depth)."""
+    outputs = {id(t) for t in op.outputs}
     for t in _features(op):
         _, h, w, c = t.dims
-        if max(h, w) > MAX_IMAGE_XY or c > MAX_IMAGE_Z:
+        channels = MAX_IMAGE_Z if id(t) in outputs else MAX_KERNEL_Z
+        if max(h, w) > MAX_IMAGE_XY or c > channels:
             return f"tensor {'x'.join(map(str, t.dims))} exceeds the job size fields"
     return None
 
@@ -224,11 +226,12 @@ ADD = (rule_add_operands, rule_add_bound, rule_add_clamp)
 
 def rule_clamp(op: PipeMlOperation, target: NpuTarget) -> str | None:
     """RELU, RELU6 and RELU_N1_TO_1 are TP copies that saturate (exact with equal input and
-    output scales): the input/output scale ratio is below 2 and the upper bound is not below
-    the output zero point."""
+    output scales; an NN copy when the scale ratio is 2 or more), with the upper bound not
+    below the output zero point."""
     t_in, t_out = op.inputs[0], op.outputs[0]
-    if not tp_scale_ok(t_in.scale / t_out.scale):
-        return "input/output scale ratio of 2 or more"
+    ratio = t_in.scale / t_out.scale
+    if not (tp_scale_ok(ratio) or representable_scale(ratio, target.version)):
+        return f"input/output scale ratio {ratio:.3g}"
     lo, hi = op.params.lo, op.params.hi
     if hi < t_out.zero_point or min(hi + _hw(t_out) - t_out.zero_point, UINT8_MAX) < 0:
         return "clamp below the output zero point"
@@ -243,21 +246,22 @@ def rule_pwl(op: PipeMlOperation, target: NpuTarget) -> str | None:
 # -- data movement --------------------------------------------------------------------------------
 
 
-def rule_channel_axis(op: PipeMlOperation, target: NpuTarget) -> str | None:
-    """CONCATENATION and SPLIT work along channels: planar tensors make each part one byte
-    range (a buffer alias, or a copy)."""
-    return None if op.params.axis == 3 else f"axis {op.params.axis} is not the channel axis"
+def rule_axis(op: PipeMlOperation, target: NpuTarget) -> str | None:
+    """CONCATENATION and SPLIT keep the batch: along channels (planar tensors make each part
+    one byte range: a buffer alias) or along height or width (a TP copy with strides)."""
+    return None if op.params.axis in (1, 2, 3) else f"axis {op.params.axis}"
 
 
 def rule_concat_scales(op: PipeMlOperation, target: NpuTarget) -> str | None:
     """Parts with another quantization than the output are requantized by a TP copy (scale
-    ratio below 2) or an NN copy."""
+    ratio below 2) or, along channels, an NN copy."""
     out = op.outputs[0]
     for t in op.inputs:
         if t.is_constant:
             return "a constant part"
         ratio = t.scale / out.scale
-        if not (tp_scale_ok(ratio) or representable_scale(ratio, target.version)):
+        nn = op.params.axis == 3 and representable_scale(ratio, target.version)
+        if not (tp_scale_ok(ratio) or nn):
             return f"part scale ratio {ratio:.3g}"
     return None
 
@@ -299,8 +303,8 @@ RULES = {
     OpType.FULLY_CONNECTED: COMMON + FC,
     OpType.ADD: COMMON + ADD,
     OpType.SUBTRACT: COMMON + ADD,
-    OpType.CONCATENATION: (*COMMON, rule_channel_axis, rule_concat_scales),
-    OpType.SPLIT: (*COMMON, rule_channel_axis, rule_split_outputs),
+    OpType.CONCATENATION: (*COMMON, rule_axis, rule_concat_scales),
+    OpType.SPLIT: (*COMMON, rule_axis, rule_split_outputs),
     OpType.RESHAPE: COMMON,
     OpType.TRANSPOSE: (*COMMON, rule_transpose, rule_same_quant),
     OpType.PAD: (*COMMON, rule_pad),

@@ -60,7 +60,7 @@ from .ml_nn import (
     NnWork,
     Ref,
     clamp_plan,
-    conv_work,
+    conv_works,
     copy_work,
     hw_zero_point,
     pair_sum,
@@ -68,7 +68,7 @@ from .ml_nn import (
     plane_shape,
 )
 from .ml_tp import TpAlu, TpJob, TpKind, TpWalk
-from .options import EtnaOptions, NpuTarget
+from .options import EtnaOptions, NpuTarget, PerAxis
 
 # -- the pipelines ------------------------------------------------------------------------------
 
@@ -157,9 +157,13 @@ def opt_trivial_layouts(graph: Graph) -> bool:
     return rewrite_graph(graph, rules((Op.LAYOUT, _trivial_layout)))
 
 
-def _pipeline(version: int) -> Pipeline:
+def _pipeline(version: int, split_per_axis: bool = False) -> Pipeline:
+    name = "etnaviv" if version == 7 else f"etnaviv-v{version}"
+    per_axis = () if split_per_axis else (
+        step(lower_per_axis_weights, note="first: later lowerings copy weight quantization"),
+    )  # fmt: skip
     return Pipeline(
-        "etnaviv" if version == 7 else f"etnaviv-v{version}",
+        name + ("-split" if split_per_axis else ""),
         (
             step(opt_constant_fold),
             loop(
@@ -169,7 +173,7 @@ def _pipeline(version: int) -> Pipeline:
                 step(opt_dce),
                 note="a folded PAD or a fused clamp can expose another fusion",
             ),
-            step(lower_per_axis_weights, note="first: later lowerings copy weight quantization"),
+            *per_axis,
             step(lower_fc_to_conv, note="1x1 form: F input channels, no input transpose"),
             step(lower_add_to_conv, note="before layouts: its CONCAT must be planar to be a view"),
             step(lower_depthwise_to_dense, select=has_multiplier),
@@ -184,9 +188,17 @@ def _pipeline(version: int) -> Pipeline:
     )
 
 
-PIPELINES = MappingProxyType({7: _pipeline(7), 8: _pipeline(8)})
-PIPELINE = PIPELINES[7]  # reference:etnaviv
-PIPELINE_V8 = PIPELINES[8]  # reference:etnaviv-v8
+# Per generation, and whether per-axis weights are requantized (the default) or split into
+# per-channel jobs (``per_axis=split``, ``ml_nn.channel_groups``).
+PIPELINES = MappingProxyType(
+    {(v, split): _pipeline(v, split) for v in (7, 8) for split in (False, True)}
+)
+PIPELINE = PIPELINES[7, False]  # reference:etnaviv
+PIPELINE_V8 = PIPELINES[8, False]  # reference:etnaviv-v8
+
+
+def pipeline(target: NpuTarget) -> Pipeline:
+    return PIPELINES[target.version, target.options.per_axis is PerAxis.SPLIT]
 
 
 # -- lowering the lowered graph to jobs ---------------------------------------------------------
@@ -313,15 +325,16 @@ class _Lowering:
             )
 
     def _conv(self, node: Node) -> None:
-        plan = clamp_plan(node)
+        plan = clamp_plan(node.params.clamp, node.output)
         assert plan is not None, f"{node!r}: fused clamp {node.params.clamp} cannot be done"
         pair = pair_sum(node)
         out = self.ref(node.output)
         if pair is not None and plane_shape(node.output.size) is not None:
-            work = pair_work(node, pair, self.target, self.ref(node.input), out)
+            works = [pair_work(node, pair, self.target, self.ref(node.input), out)]
         else:
-            work = conv_work(node, self.target, self.ref(node.input), out)
-        self._nn(work, plan)
+            works = conv_works(node, self.target, self.ref(node.input), out)
+        for work in works:
+            self._nn(work, plan)
 
     # TP ----------------------------------------------------------------------------------------
 
@@ -371,10 +384,17 @@ class _Lowering:
 
     def _clamp(self, node: Node) -> None:
         t_in, t_out = node.input, node.output
+        scale = t_in.quant.scale / t_out.quant.scale
+        if not ml_tp.tp_scale_ok(scale):  # an NN copy requantizes by any scale
+            plan = clamp_plan(node.params, t_out)
+            assert plan is not None, f"{node!r}: clamp {node.params} cannot be done"
+            work = copy_work(node.origin, f"clamp#{node.origin}", t_in, t_out, t_in.size,
+                             self.target, self.ref(t_in), self.ref(t_out), plan)  # fmt: skip
+            self._nn(work, plan)
+            return
         shift = hw_zero_point(t_out) - t_out.quant.zero_point
         walk = ml_tp.flat_walk(self.ref(t_in), self.ref(t_out), t_in.size)
         walk_b = ml_tp.flat_walk(self.ref(t_out), self.ref(t_out), t_in.size)
-        scale = t_in.quant.scale / t_out.quant.scale
         self.jobs += ml_tp.clamp_jobs(node.origin, f"clamp#{node.origin}", walk, walk_b,
                                       hw_zero_point(t_in), hw_zero_point(t_out), scale,
                                       node.params.lo + shift, node.params.hi + shift,
@@ -401,35 +421,47 @@ class _Lowering:
                                    node.output.quant.scale)  # fmt: skip
         self._pwl(node, TpKind.LOGISTIC, table)
 
-    def _copy(self, node: Node, src: Tensor, dst: Tensor, src_off: int, dst_off: int,
-              size: int) -> None:  # fmt: skip
-        """Copy (requantize) ``size`` bytes of ``src`` from ``src_off`` to ``dst`` at
-        ``dst_off``: a TP copy, or an NN copy when the scale is 2 or more."""
+    def _box_copy(self, node: Node, part: Tensor, base: Tensor, at: int, gather: bool) -> None:
+        """Copy ``part`` into (``gather``: out of) its box of ``base``, which starts at index
+        ``at`` of the node's axis: a TP walk with ``base``'s strides (requantizing by the TP
+        scale), or an NN plane copy when the scale needs it and the box is one byte range."""
+        begin = [0, 0, 0, 0]
+        begin[node.params.axis] = at
+        planar = base.layout == NCHW
+        dims = ml_tp.physical_dims(part.shape, planar)
+        base_dims = ml_tp.physical_dims(base.shape, planar)
+        start = ml_tp.physical_begin(tuple(begin), planar)
+        src, dst = (base, part) if gather else (part, base)
         scale = src.quant.scale / dst.quant.scale
-        zp_in, zp_out = hw_zero_point(src), hw_zero_point(dst)
         if ml_tp.tp_scale_ok(scale):
-            walk = ml_tp.flat_walk(self.ref(src, src_off), self.ref(dst, dst_off), size)
-            self._tp(node, TpKind.COPY, walk, ml_tp.copy_alu(zp_in, zp_out, scale), walk.stride)
-        else:
-            work = copy_work(node.origin, f"copy#{node.origin}", src, dst, size, self.target,
-                             self.ref(src, src_off), self.ref(dst, dst_off))  # fmt: skip
-            self._nn(work, ClampPlan())
+            if gather:
+                walk = ml_tp.gather_walk(self.ref(base), base_dims, start, self.ref(part), dims)
+                out_plane = dims[0] * dims[1]
+            else:
+                walk = ml_tp.scatter_walk(self.ref(part), dims, self.ref(base), base_dims, start)
+                out_plane = base_dims[0] * base_dims[1]
+            alu = ml_tp.copy_alu(hw_zero_point(src), hw_zero_point(dst), scale)
+            self._tp(node, TpKind.COPY, walk, alu, out_plane)
+            return
+        assert dims[:2] == base_dims[:2], f"{node!r}: a strided copy that needs an NN scale"
+        offset = start[2] * dims[0] * dims[1]
+        src_ref = self.ref(base, offset) if gather else self.ref(part)
+        dst_ref = self.ref(part) if gather else self.ref(base, offset)
+        work = copy_work(node.origin, f"copy#{node.origin}", src, dst, part.size, self.target,
+                         src_ref, dst_ref)  # fmt: skip
+        self._nn(work, ClampPlan())
 
     def _concat(self, node: Node) -> None:
-        assert node.params.axis == 3, f"{node!r}: concatenation along axis {node.params.axis}"
         at = 0
-        plane = node.output.shape[1] * node.output.shape[2]
         for part in node.inputs:
-            self._copy(node, part, node.output, 0, at * plane, part.size)
-            at += part.shape[3]
+            self._box_copy(node, part, node.output, at, gather=False)
+            at += part.shape[node.params.axis]
 
     def _split(self, node: Node) -> None:
-        assert node.params.axis == 3, f"{node!r}: split along axis {node.params.axis}"
         at = 0
-        plane = node.input.shape[1] * node.input.shape[2]
         for part in node.outputs:
-            self._copy(node, node.input, part, at * plane, 0, part.size)
-            at += part.shape[3]
+            self._box_copy(node, part, node.input, at, gather=True)
+            at += part.shape[node.params.axis]
 
     def _transpose(self, node: Node) -> None:
         perm = node.params.perm
@@ -579,7 +611,7 @@ def io_tensor(t: Tensor, plan: MemoryPlan) -> IoTensor:
 
 def lower_graph(ops: Sequence[PipeMlOperation], target: NpuTarget) -> Graph:
     """The pipe operations as the driver's lowered nir_tensor graph."""
-    return run_pipeline(build_graph(ops), PIPELINES[target.version]).graph
+    return run_pipeline(build_graph(ops), pipeline(target)).graph
 
 
 def compile_subgraph(

@@ -20,10 +20,11 @@ from __future__ import annotations
 
 import enum
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
+from ...gallium.operation import Clamp
 from ...gallium.tensor import ElementType
 from ...nir_tensor.ir import Node, Op, Tensor
 from ...util.fixedpoint import float32_parts, float32_rounded_parts, mantissa_top_bits
@@ -240,9 +241,11 @@ def hw_bytes(data: np.ndarray) -> np.ndarray:
 
 
 def conv_scale(node: Node) -> float:
-    """``s_in * s_w / s_out`` in double, rounded once to float32 by :func:`requant_fields`."""
+    """``s_in * s_w / s_out`` in double, rounded once to float32 by :func:`requant_fields`
+    (channel 0's weight scale for per-axis weights)."""
     inp, weight, out = node.inputs[0], node.inputs[1], node.output
-    return inp.quant.scale * weight.quant.scale / out.quant.scale
+    s_w = weight.quant.scales[0] if weight.quant.scales else weight.quant.scale
+    return inp.quant.scale * s_w / out.quant.scale
 
 
 @dataclass(frozen=True, slots=True)
@@ -258,11 +261,9 @@ class ClampPlan:
     fixup: bool = False  # a TP job follows
 
 
-def clamp_plan(node: Node) -> ClampPlan | None:
-    """The :class:`ClampPlan` of a node's fused clamp, None when it cannot be done (an upper
-    bound below the output zero point)."""
-    clamp = node.params.clamp
-    out = node.output
+def clamp_plan(clamp: Clamp | None, out: Tensor) -> ClampPlan | None:
+    """The :class:`ClampPlan` of a clamp (output domain) on ``out``, None when it cannot be
+    done (an upper bound below the output zero point)."""
     if clamp is None:
         return ClampPlan()
     shift = hw_zero_point(out) - out.quant.zero_point
@@ -360,15 +361,64 @@ def _bias(node: Node, count: int) -> np.ndarray:
 
 def _quant(node: Node, weight_zp: int, scale: float, target: NpuTarget) -> Requant:
     multiplier, shift = requant_fields(scale, target.version, target.options.nearest)
-    plan = clamp_plan(node)
+    plan = clamp_plan(node.params.clamp, node.output)
     assert plan is not None, f"{node!r}: fused clamp {node.params.clamp} cannot be done"
     out_zp = hw_zero_point(node.output) + plan.raise_by
     return Requant(hw_zero_point(node.input), weight_zp, out_zp, multiplier, shift, plan.relu)
 
 
+def channel_groups(node: Node, target: NpuTarget) -> list[tuple[int, int, float]]:
+    """(first, end, requantization scale) of the runs of output channels that share one post
+    multiplier and shift: one run for per-tensor weights; with per-axis weights (``per_axis=
+    split``) usually one per channel, since the hardware has one multiplier per job."""
+    weight, out_c = node.inputs[1], node.output.shape[3]
+    if not weight.quant.per_axis:
+        return [(0, out_c, conv_scale(node))]
+    scales = weight.quant.channel_scales(out_c) * node.input.quant.scale / node.output.quant.scale
+    fields = [requant_fields(float(s), target.version, target.options.nearest) for s in scales]
+    groups, first = [], 0
+    for c in range(1, out_c + 1):
+        if c == out_c or fields[c] != fields[first]:
+            groups.append((first, c, float(scales[first])))
+            first = c
+    return groups
+
+
+def conv_works(node: Node, target: NpuTarget, input: Ref, output: Ref) -> list[NnWork]:
+    """A CONV node as NN jobs: one, or one per channel group (:func:`channel_groups`); a group
+    writes its own output planes (and reads its own input planes when depthwise)."""
+    whole = conv_work(node, target, input, output)
+    groups = channel_groups(node, target)
+    if len(groups) == 1:
+        return [whole]
+    s = whole.shape
+    in_plane, out_plane = s.in_x * s.in_y, s.out_x * s.out_y
+    depthwise = whole.weights.shape[1] == 1 and node.params.depthwise
+    works = []
+    for first, end, scale in groups:
+        shape = replace(s, out_z=end - first, in_z=end - first if depthwise else s.in_z)
+        quant = _quant(node, whole.quant.weight_zp, scale, target)
+        src = Ref(input.bo, input.offset + (first * in_plane if depthwise else 0))
+        dst = Ref(output.bo, output.offset + first * out_plane)
+        works.append(
+            NnWork(
+                node.origin,
+                f"conv#{node.origin}.{first}",
+                shape,
+                quant,
+                whole.weights[first:end],
+                whole.biases[first:end],
+                src,
+                dst,
+            )
+        )
+    return works
+
+
 def conv_work(node: Node, target: NpuTarget, input: Ref, output: Ref) -> NnWork:
     """A CONV node (after the pipeline: stride 1, or stride 2 left for first-pixel pooling;
-    dense, or depthwise with multiplier 1) as one NN job."""
+    dense, or depthwise with multiplier 1) as one NN job (per-axis weights: the quantization
+    of channel 0; :func:`conv_works` splits them)."""
     p = node.params
     inp, weight, out = node.input, node.inputs[1], node.output
     _, _, in_w, in_c = inp.shape
@@ -397,8 +447,9 @@ def conv_work(node: Node, target: NpuTarget, input: Ref, output: Ref) -> NnWork:
         depthwise=p.depthwise and target.version >= 8,
     )
     quant = _quant(node, hw_zero_point(weight), conv_scale(node), target)
-    return NnWork(node.origin, f"conv#{node.origin}", shape, quant, oihw, _bias(node, out_c),
-                  input, output)  # fmt: skip
+    return NnWork(
+        node.origin, f"conv#{node.origin}", shape, quant, oihw, _bias(node, out_c), input, output
+    )
 
 
 def pair_work(node: Node, pair: PairSum, target: NpuTarget, input: Ref, output: Ref) -> NnWork:
@@ -424,10 +475,12 @@ def copy_work(
     target: NpuTarget,
     input: Ref,
     output: Ref,
+    clamp: ClampPlan = ClampPlan(),
 ) -> NnWork:
     """Copy (and requantize, when the quantizations differ) ``elements`` bytes of ``src`` to
     ``dst``: a 1x1 convolution of one plane with weight 1 (zero point 0) and scale
-    ``s_src / s_dst``. Exact for equal scales (the multiplier is then exactly one)."""
+    ``s_src / s_dst``, with an optional clamp (:class:`ClampPlan`). Exact for equal scales
+    (the multiplier is then exactly one)."""
     shape = plane_shape(elements)
     if shape is None:
         raise ValueError(f"{elements} bytes do not fit one NN plane")
@@ -435,7 +488,8 @@ def copy_work(
     shape = ConvShape(in_x=x, in_y=y, in_z=1, out_x=x, out_y=y, out_z=1, kx=1, ky=1)
     scale = src.quant.scale / dst.quant.scale
     multiplier, shift = requant_fields(scale, target.version, target.options.nearest)
-    quant = Requant(hw_zero_point(src), 0, hw_zero_point(dst), multiplier, shift)
+    out_zp = hw_zero_point(dst) + clamp.raise_by
+    quant = Requant(hw_zero_point(src), 0, out_zp, multiplier, shift, clamp.relu)
     w = np.ones((1, 1, 1, 1), dtype=np.uint8)
     return NnWork(origin, name, shape, quant, w, np.zeros(1, np.int32), input, output)
 

@@ -216,6 +216,44 @@ def pad_walk(
     return TpWalk(input, output, (w, h, c), w, w * h, window, (ow, oh), loops, 0, (bc, ac))
 
 
+def physical_dims(shape: tuple[int, int, int, int], planar: bool) -> tuple[int, int, int]:
+    """(x, y, z) of a batch-1 NHWC-shaped tensor as stored: planar NCHW is (W, H, C), NHWC is
+    (C, W, H)."""
+    _, h, w, c = shape
+    return (w, h, c) if planar else (c, w, h)
+
+
+def physical_begin(begin: tuple[int, int, int, int], planar: bool) -> tuple[int, int, int]:
+    _, h, w, c = begin
+    return (w, h, c) if planar else (c, w, h)
+
+
+def scatter_walk(
+    input: Ref, part: tuple[int, int, int], output: Ref, base: tuple[int, int, int],
+    begin: tuple[int, int, int],
+) -> TpWalk:  # fmt: skip
+    """Copy a whole (contiguous) part of dims ``part`` into the box of a bigger tensor of dims
+    ``base`` that starts at ``begin`` (all physical (x, y, z)): a concatenation input."""
+    (x, y, z), (bx, by, _) = part, base
+    start = begin[0] + begin[1] * bx + begin[2] * bx * by
+    out = Ref(output.bo, output.offset + start)
+    return TpWalk(input, out, (x, y, z), x, x * y, (0, 0, x - 1, y - 1), (x, 1),
+                  _loops((x, 1), (y, bx), (z, bx * by)))  # fmt: skip
+
+
+def gather_walk(
+    input: Ref, base: tuple[int, int, int], begin: tuple[int, int, int], output: Ref,
+    part: tuple[int, int, int],
+) -> TpWalk:  # fmt: skip
+    """Copy the box of dims ``part`` at ``begin`` out of a tensor of dims ``base`` into a whole
+    (contiguous) tensor: a split output. The window picks the box's rows and columns."""
+    (x, y, z), (bx, by, _), (x0, y0, z0) = part, base, begin
+    src = Ref(input.bo, input.offset + z0 * bx * by)
+    window = (x0, y0, x0 + x - 1, y0 + y - 1)
+    return TpWalk(src, output, (bx, by, z), bx, bx * by, window, (x, 1),
+                  _loops((x, 1), (y, x), (z, x * y)))  # fmt: skip
+
+
 def split_planes(walk: TpWalk, cores: int, out_plane: int) -> tuple[TpWalk, ...]:
     """Split a walk over its planes: core k takes ⌈remaining / (cores - k)⌉ input planes (Mesa's
     split rule); the first keeps the front overfetch, the last the back one. ``out_plane`` is

@@ -22,6 +22,9 @@ tiles          mesa (default),        output tile policy: Mesa's rules (brief §
 cores          all (default), one     NN and TP cores a job may use
 requant        nearest (default),     NN post multiplier: the scale's mantissa rounded to 15 (v7)
                mesa                   or 23 (v8) bits, or truncated as Mesa does
+per_axis       requantize (default),  per-axis weights: requantized to one scale (bounded,
+               split                  ``lower_per_axis_weights``), or one NN job per channel
+                                      run with its own multiplier
 =============  =====================  =============================================================
 """
 
@@ -48,6 +51,11 @@ class CoreUse(enum.Enum):
     ONE = "one"
 
 
+class PerAxis(enum.Enum):
+    REQUANTIZE = "requantize"  # lower_per_axis_weights: one scale, bounded error, one job
+    SPLIT = "split"  # one NN job per run of channels sharing a multiplier: exact requant
+
+
 class RequantRounding(enum.Enum):
     NEAREST = "nearest"  # the post multiplier is the scale's mantissa rounded to its bits
     MESA = "mesa"  # truncated, as Mesa writes it
@@ -67,6 +75,7 @@ class EtnaOptions:
     tiles: TilePolicy = TilePolicy.MESA
     cores: CoreUse = CoreUse.ALL
     requant: RequantRounding = RequantRounding.NEAREST
+    per_axis: PerAxis = PerAxis.REQUANTIZE
 
     @property
     def nearest(self) -> bool:

@@ -71,8 +71,9 @@ def run(args: argparse.Namespace) -> int:
             (out / f"{c.id}.tflite").write_bytes(c.build())
         print(f"wrote {len(cases)} models to {out}")
         return 0
-    device = find_device(args.device).name
-    expectations = load_expectations(args.expectations, device) if args.expectations else None
+    info = find_device(args.device)
+    device = info.name + (f"?{info.options}" if info.options else "")  # keep driver options
+    expectations = load_expectations(args.expectations, info.name) if args.expectations else None
     if expectations is not None:
         cases = [c for c in cases if not expectations.skipped(c.id)]
     cache = Path(args.cache) if args.cache else cache_from_env()

@@ -35,6 +35,11 @@ class JobCounters:
 
     ``op_index`` is the source-model operation the job came from; ``bytes_read`` and
     ``bytes_written`` are keyed by buffer role (``input``, ``weights``, ``bias``, ``output``...).
+    For the cost model (``util/performance.py``): ``kind`` names the hardware unit or job type
+    the driver reports (a ``util.performance.JobKind`` value such as ``nn``, ``tp``, ``conv``,
+    ``depthwise``; empty when unknown), and ``reads``/``writes`` identify the buffers the job
+    reads and writes (BO handles or any ids unique within one invoke) so that the model can
+    tell which jobs may overlap; empty when unknown, and then jobs run in order.
     """
 
     op_index: int
@@ -47,6 +52,9 @@ class JobCounters:
     sram_hits: int = 0
     weight_bytes: int = 0
     extra: Mapping[str, int] = field(default_factory=dict)
+    kind: str = ""
+    reads: tuple[int, ...] = ()
+    writes: tuple[int, ...] = ()
 
 
 def subgraph_io(ops: Sequence[PipeMlOperation]) -> tuple[list[PipeTensor], list[PipeTensor]]:

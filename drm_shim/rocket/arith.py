@@ -1,5 +1,12 @@
-"""Integer arithmetic of the NPU's convertors and truncations: rounding right shifts and
-saturation, vectorised over int64 numpy arrays and exact.
+"""Integer arithmetic of the NPU's convertors and truncations (rounding right shifts and
+saturation), computed exactly on float64 arrays that hold integers.
+
+Why float64: every value of the pipeline is an integer below 2^53 in magnitude (accumulators
+below 2^38, int32 data times a 16-bit operand below 2^48), so float64 holds it exactly, and a
+shift is a multiplication by a power of two, which is exact too. numpy's float rounding
+functions then give each rounding mode in one pass (``rint`` rounds half to even), where int64
+needs four or five passes per shift. The integers are the hardware's; only their container is
+a float.
 
 The rounding modes are the switches of :class:`NpuModelOptions`; what each register's rounding
 field selects is documented in ``docs/rocket-npu-model.md`` §4.
@@ -13,29 +20,40 @@ from ...drivers.rocket import rocket_regs as R
 
 INT8_MIN, INT8_MAX = -128, 127
 INT32_MIN, INT32_MAX = -(2**31), 2**31 - 1
-# Values reaching a shift stay below 2^61 in magnitude (int32 data times a 16-bit operand), so
-# every shift of 62 or more gives the same result as 62.
-MAX_SHIFT = 62
+# The largest magnitude of a value reaching a shift is below 2^48, so any shift of 60 or more
+# gives 0 (or -1 for floor), the same as 60; the clamp keeps 2^-n a normal float.
+MAX_SHIFT = 60
 
 
-def rshift(v: np.ndarray, n: int, mode: str) -> np.ndarray:
-    """``v / 2^n`` rounded per ``mode`` (half_even, half_up, half_away, floor); int64."""
-    if n <= 0:
-        return v
-    n = min(n, MAX_SHIFT)
-    if mode == "floor":
-        return v >> n
-    half = 1 << (n - 1)
-    if mode == "half_up":
-        return (v + half) >> n
-    if mode == "half_away":
-        mag = (np.abs(v) + half) >> n
-        return np.where(v < 0, -mag, mag)
+def rshift(v: np.ndarray, n: int, mode: str, scale: int = 1) -> np.ndarray:
+    """``v * scale / 2^n`` rounded per ``mode`` (half_even, half_up, half_away, floor): float64
+    integers. One multiplication does both (``scale * 2^-n`` is exact, and so is the product
+    while ``v * scale`` stays below 2^53). Returns ``v`` itself when it is float64 and there is
+    nothing to do, else a new array."""
+    n = min(max(n, 0), MAX_SHIFT)
+    if n == 0:
+        if scale == 1 and v.dtype == np.float64:
+            return v
+        return np.multiply(v, float(scale), dtype=np.float64)
+    t = np.multiply(v, scale * 2.0**-n, dtype=np.float64)
     if mode == "half_even":
-        q = v >> n
-        r = v - (q << n)
-        return q + (r > half) + ((r == half) & (q % 2 == 1))
+        return np.rint(t, out=t)
+    if mode == "floor":
+        return np.floor(t, out=t)
+    if mode == "half_up":
+        t += 0.5  # exact: t has at most n fraction bits and fewer than 53 significant bits
+        return np.floor(t, out=t)
+    if mode == "half_away":
+        mag = np.abs(t)
+        mag += 0.5
+        np.floor(mag, out=mag)
+        return np.copysign(mag, t, out=mag)
     raise ValueError(f"unknown rounding mode {mode!r}")
+
+
+def shifted_bound(bound: float, scale: float, n: int) -> float:
+    """A bound on ``|rshift(v, n, mode, scale)|`` given ``|v| <= bound``."""
+    return bound * abs(scale) * 2.0 ** -min(max(n, 0), MAX_SHIFT) + 1
 
 
 def cvt_round_mode(field_value: int, forced: str) -> str:
@@ -47,4 +65,13 @@ def cvt_round_mode(field_value: int, forced: str) -> str:
 
 
 def saturate(v: np.ndarray, lo: int, hi: int) -> np.ndarray:
-    return np.clip(v, lo, hi)
+    """Clamp in place (every caller owns ``v``)."""
+    return np.clip(v, lo, hi, out=v)
+
+
+def saturate_int32(v: np.ndarray, bound: float) -> tuple[np.ndarray, float]:
+    """Saturate to int32 in place, skipped when ``bound`` (a bound on ``|v|``) shows no value can
+    be out of range; returns the values and the new bound."""
+    if bound <= INT32_MAX:
+        return v, bound
+    return np.clip(v, INT32_MIN, INT32_MAX, out=v), float(INT32_MAX + 1)

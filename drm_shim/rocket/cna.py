@@ -15,7 +15,7 @@ from ...drivers.rocket import rocket_regs as R
 from ...util.soc import RocketNpu
 from .arith import INT8_MAX, INT8_MIN, rshift, saturate
 from .faults import NpuFault
-from .memory import IOVA_LIMIT, AddressSpace
+from .memory import IOVA_LIMIT, AddressSpace, Bo
 from .options import NpuModelOptions
 from .regfile import TaskRegs
 from .stats import TaskStats
@@ -257,20 +257,23 @@ def convert_input(
 ) -> np.ndarray:
     """The CNA input convertor (CVT_CON0/1, lane 0) on raw bytes; int8 result."""
     cvt_type, sign, scale, truncate, offset = cvt
-    x = (raw.view(np.int8) if sign else raw).astype(np.int64)
+    x = (raw.view(np.int8) if sign else raw).astype(np.float64)
     if cvt_type == R.CvtType.ADD_THEN_MUL:
-        y = rshift((x + offset) * scale, truncate, options.truncate_round)
+        x += offset
+        y = rshift(x, truncate, options.truncate_round, scale)
     else:
-        y = rshift(x * scale, truncate, options.truncate_round) + offset
+        y = rshift(x, truncate, options.truncate_round, scale)
+        y += offset
     return saturate(y, INT8_MIN, INT8_MAX).astype(np.int8)
 
 
-def fetch_weights(
-    cfg: CnaConfig, mem: AddressSpace, npu: RocketNpu, stats: TaskStats
-) -> np.ndarray:
+def read_weights(cfg: CnaConfig, mem: AddressSpace) -> tuple[Bo | None, np.ndarray]:
+    """The packed weight stream at DCOMP_ADDR0 (``WEIGHT_BYTES`` bytes)."""
+    return mem.read("CNA.DCOMP_ADDR0 (weights)", cfg.weight_addr, cfg.weight_bytes)
+
+
+def unpack_weights(cfg: CnaConfig, raw: np.ndarray, npu: RocketNpu) -> np.ndarray:
     """The weights as int8: ``[K, kh, kw, C]`` (direct) or ``[kh, kw, C]`` (depthwise)."""
-    bo, raw = mem.read("CNA.DCOMP_ADDR0 (weights)", cfg.weight_addr, cfg.weight_bytes)
-    stats.read("weights", bo, raw.size)
     w = raw.view(np.int8)
     if cfg.depthwise:
         return _unpack_groups(w, 1, cfg.channels, cfg.kh, cfg.kw, 1, DEPTHWISE_GROUP)[0]

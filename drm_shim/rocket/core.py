@@ -1,11 +1,15 @@
 """CORE: the MAC array and the accumulator (NVDLA CMAC + CACC).
 
+The OW term (``BS_OW_OP * Σx`` over the same taps, brief §7) sums the same inputs as the MAC
+array, so where it joins the accumulator (``ow_term="accumulator"``) the model folds it into the
+weights: ``Σ x·w + OW·Σ x = Σ x·(w + OW)``. Only the other placement needs the window sum on its
+own (an all-ones weight column, or a second pass for depthwise).
+
 Direct convolution is one matrix product per task: the padded input is unfolded with stride
-tricks (im2col; a plain reshape for 1x1 stride-1) and multiplied by the weight matrix in float64,
-exact because every int8 x int8 sum stays far below 2^53. An extra all-ones weight column gives
-the window sum of the input that the OW term needs in the same product. Depthwise convolution is
-kh*kw shifted multiply-adds over the whole tile in float32, exact because a sum of at most 31*31
-products of magnitude 2^14 stays below 2^24.
+tricks (im2col; a plain reshape for 1x1 stride-1) and multiplied by the weight matrix. Depthwise
+convolution is one ``einsum`` over the same unfolded view. Both run in float32 when every sum is
+provably below 2^24 in magnitude (float32's exact integers), else in float64 (exact below 2^53):
+the bound is ``taps * 128 * max|w|``.
 """
 
 from __future__ import annotations
@@ -14,14 +18,27 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .arith import INT8_MIN
 from .cna import CnaConfig
+
+FLOAT32_EXACT = 2**24  # every integer of magnitude up to 2^24 is a float32
 
 
 @dataclass(frozen=True, slots=True)
 class MacResult:
-    acc: np.ndarray  # int64 [oh, ow, out_c]: the MAC array's sums
-    window_sum: np.ndarray | None  # int64 [oh, ow, 1] (direct) or [oh, ow, out_c] (depthwise)
+    acc: np.ndarray  # [oh, ow, out_c] float integers: MAC sums (with the OW term when folded)
+    window_sum: np.ndarray | None  # [oh, ow, 1] (direct) or [oh, ow, out_c] (depthwise)
     macs: int
+    bound: float  # a bound on |acc|
+    sum_bound: float  # a bound on |window_sum|
+
+
+@dataclass(slots=True)
+class Weights:
+    """A weight matrix ready for the MAC array (OW term folded or a sum column appended)."""
+
+    matrix: np.ndarray  # direct [kh*kw*C, K (+1)]; depthwise [kh, kw, C]
+    max_abs: float  # max |w| of the products (after folding)
 
 
 def pad_input(cfg: CnaConfig, x: np.ndarray, oh: int, ow: int, dtype: type) -> np.ndarray:
@@ -29,6 +46,8 @@ def pad_input(cfg: CnaConfig, x: np.ndarray, oh: int, ow: int, dtype: type) -> n
     outside the fetched cube reads PAD_VALUE (top/left from PAD_CON0, bottom/right implicit)."""
     hp = (oh - 1) * cfg.stride_y + cfg.kh
     wp = (ow - 1) * cfg.stride_x + cfg.kw
+    if (hp, wp) == x.shape[:2] and not (cfg.pad_top or cfg.pad_left):
+        return x.astype(dtype)
     xp = np.full((hp, wp, x.shape[2]), cfg.pad_value, dtype=dtype)
     rows = max(0, min(cfg.in_h, hp - cfg.pad_top))
     cols = max(0, min(cfg.in_w, wp - cfg.pad_left))
@@ -37,67 +56,89 @@ def pad_input(cfg: CnaConfig, x: np.ndarray, oh: int, ow: int, dtype: type) -> n
     return xp
 
 
-def weight_matrix(weights: np.ndarray, with_sum: bool) -> np.ndarray:
-    """``[K, kh, kw, C]`` int8 -> float64 ``[kh*kw*C, K (+1)]``; the extra column is all ones."""
-    k = weights.shape[0]
-    flat = weights.reshape(k, -1)
-    out = np.empty((flat.shape[1], k + with_sum), dtype=np.float64)
+def exact_dtype(taps: int, max_abs_w: float) -> type:
+    """float32 when no sum of ``taps`` products of an int8 and a weight of magnitude at most
+    ``max_abs_w`` (nor any partial sum) can leave float32's exact integers; else float64."""
+    return np.float32 if taps * -INT8_MIN * max_abs_w <= FLOAT32_EXACT else np.float64
+
+
+def prepare(weights: np.ndarray, depthwise: bool, fold: int, with_sum: bool) -> Weights:
+    """Weights from the CNA (``[K, kh, kw, C]`` or ``[kh, kw, C]`` int8) with ``fold`` (the OW
+    operand) added to every weight, and for direct convolution an all-ones column when the
+    window sum is wanted on its own."""
+    w = weights.astype(np.int64) + fold
+    max_abs = float(np.abs(w).max()) if w.size else 0.0
+    if depthwise:
+        taps = w.shape[0] * w.shape[1]
+        return Weights(w.astype(exact_dtype(taps, max(max_abs, 1.0))), max_abs)
+    k = w.shape[0]
+    flat = w.reshape(k, -1)
+    dtype = exact_dtype(flat.shape[1], max(max_abs, 1.0))
+    out = np.empty((flat.shape[1], k + with_sum), dtype=dtype)
     out[:, :k] = flat.T
     if with_sum:
         out[:, k] = 1.0
-    return out
+    return Weights(out, max_abs)
+
+
+def _unfold(cfg: CnaConfig, xp: np.ndarray, oh: int, ow: int) -> np.ndarray:
+    """The ``[oh, ow, kh, kw, C]`` window view of the padded input (no copy)."""
+    e = xp.itemsize
+    wp, c = xp.shape[1], xp.shape[2]
+    sy, sx = cfg.stride_y, cfg.stride_x
+    return np.lib.stride_tricks.as_strided(
+        xp,
+        (oh, ow, cfg.kh, cfg.kw, c),
+        (sy * wp * c * e, sx * c * e, wp * c * e, c * e, e),
+        writeable=False,
+    )
 
 
 def direct(
-    cfg: CnaConfig, x: np.ndarray, wmat: np.ndarray, with_sum: bool, oh: int, ow: int, out_c: int
+    cfg: CnaConfig, x: np.ndarray, w: Weights, with_sum: bool, oh: int, ow: int, out_c: int
 ) -> MacResult:
     """Direct convolution of ``x`` ``[in_h, in_w, C]`` by the weight matrix."""
-    xp = pad_input(cfg, x, oh, ow, np.float64)
+    xp = pad_input(cfg, x, oh, ow, w.matrix.dtype)
     c = xp.shape[2]
-    sy, sx = cfg.stride_y, cfg.stride_x
-    if cfg.kh == cfg.kw == sy == sx == 1:
+    if cfg.kh == cfg.kw == cfg.stride_y == cfg.stride_x == 1:
         cols = xp.reshape(oh * ow, c)
     else:
-        e = xp.itemsize
-        wp = xp.shape[1]
-        cols = np.lib.stride_tricks.as_strided(
-            xp,
-            (oh, ow, cfg.kh, cfg.kw, c),
-            (sy * wp * c * e, sx * c * e, wp * c * e, c * e, e),
-            writeable=False,
-        ).reshape(oh * ow, cfg.kh * cfg.kw * c)
-    res = cols @ wmat
+        cols = _unfold(cfg, xp, oh, ow).reshape(oh * ow, cfg.kh * cfg.kw * c)
+    res = cols @ w.matrix
     k = cfg.kernels
-    acc = np.zeros((oh * ow, out_c), dtype=np.int64)
     n = min(k, out_c)
-    acc[:, :n] = res[:, :n]
-    window_sum = res[:, k].astype(np.int64).reshape(oh, ow, 1) if with_sum else None
-    return MacResult(acc.reshape(oh, ow, out_c), window_sum, oh * ow * cfg.kh * cfg.kw * c * k)
+    if n == out_c:
+        acc = res[:, :n]
+    else:
+        acc = np.zeros((oh * ow, out_c), dtype=res.dtype)
+        acc[:, :n] = res[:, :n]
+    taps = cfg.kh * cfg.kw * c
+    window_sum = res[:, k].reshape(oh, ow, 1) if with_sum else None
+    bound = taps * -INT8_MIN * w.max_abs
+    return MacResult(
+        acc.reshape(oh, ow, out_c), window_sum, oh * ow * taps * k, bound, float(taps * -INT8_MIN)
+    )
 
 
 def depthwise(
-    cfg: CnaConfig, x: np.ndarray, weights: np.ndarray, with_sum: bool, oh: int, ow: int, out_c: int
+    cfg: CnaConfig, x: np.ndarray, w: Weights, with_sum: bool, oh: int, ow: int, out_c: int
 ) -> MacResult:
     """Depthwise convolution: channel c of the output from channel c of the input only."""
-    xp = pad_input(cfg, x, oh, ow, np.float32)
+    xp = pad_input(cfg, x, oh, ow, w.matrix.dtype)
     c = xp.shape[2]
-    sy, sx = cfg.stride_y, cfg.stride_x
-    w = weights.astype(np.float32)
-    acc = np.zeros((oh, ow, c), dtype=np.float32)
-    total = np.zeros((oh, ow, c), dtype=np.float32) if with_sum else None
-    tmp = np.empty_like(acc)
-    for ky in range(cfg.kh):
-        for kx in range(cfg.kw):
-            tap = xp[ky : ky + (oh - 1) * sy + 1 : sy, kx : kx + (ow - 1) * sx + 1 : sx]
-            np.multiply(tap, w[ky, kx], out=tmp)
-            acc += tmp
-            if total is not None:
-                total += tap
-    n = min(c, out_c)
-    out = np.zeros((oh, ow, out_c), dtype=np.int64)
-    out[:, :, :n] = acc[:, :, :n]
+    cols = _unfold(cfg, xp, oh, ow)
+    acc = np.einsum("hwabc,abc->hwc", cols, w.matrix)
     window_sum = None
-    if total is not None:
-        window_sum = np.zeros((oh, ow, out_c), dtype=np.int64)
-        window_sum[:, :, :n] = total[:, :, :n]
-    return MacResult(out, window_sum, oh * ow * cfg.kh * cfg.kw * c)
+    if with_sum:
+        window_sum = np.einsum("hwabc->hwc", cols)
+    if c < out_c:
+        acc = np.concatenate([acc, np.zeros((oh, ow, out_c - c), dtype=acc.dtype)], axis=2)
+        if window_sum is not None:
+            pad = np.zeros((oh, ow, out_c - c), dtype=window_sum.dtype)
+            window_sum = np.concatenate([window_sum, pad], axis=2)
+    elif c > out_c:
+        acc = acc[:, :, :out_c]
+        window_sum = window_sum[:, :, :out_c] if window_sum is not None else None
+    taps = cfg.kh * cfg.kw
+    bound = taps * -INT8_MIN * w.max_abs
+    return MacResult(acc, window_sum, oh * ow * taps * c, bound, float(taps * -INT8_MIN))

@@ -23,8 +23,10 @@ from typing import Any
 import numpy as np
 
 from ...util import uapi
+from ...util.blas import blas_threads, find_openblas
 from ...util.drm import DrmError
 from ...util.soc import RocketNpu, Soc, soc
+from .cache import DecodeCache
 from .faults import NpuFault, NpuHang
 from .memory import MMAP_OFFSET_BASE, AddressSpace, Bo, page_align
 from .npu import Core
@@ -79,9 +81,13 @@ class SimulatedRocketDevice:
         if not isinstance(self.soc.npu, RocketNpu):
             raise ValueError(f"SoC '{self.options.soc}' has no rocket NPU")
         self.npu: RocketNpu = self.soc.npu
-        self.cores = [Core(i, self.npu, self.model) for i in range(self.npu.cores)]
+        self.decode_cache = DecodeCache()
+        self.cores = [
+            Core(i, self.npu, self.model, self.decode_cache) for i in range(self.npu.cores)
+        ]
         self.core_free_ns = [0] * self.npu.cores
         self.now_ns = 0  # the simulated time the CPU has reached
+        self.blas = find_openblas()
 
     def open(self) -> SimulatedRocketFile:
         return SimulatedRocketFile(self)
@@ -266,9 +272,12 @@ class SimulatedRocketFile:
                     raise _Errno(e.errno, f"job {i}: {e.detail}") from None
                 self._note(f"submit: job {i} dropped ({os.strerror(e.errno)}: {e.detail})")
                 jobs.append(None)
-        for job in jobs:
-            if job is not None:
-                self._run(job)
+        # One BLAS thread: the matrices are a layer's, and OpenBLAS threads spinning on a loaded
+        # machine cost more than they give (util/blas.py).
+        with blas_threads(1, self.device.blas):
+            for job in jobs:
+                if job is not None:
+                    self._run(job)
 
     def _copy_array(self, address: int, count: int, stride: int, size: int, ctype: str) -> list:
         """``count`` structs of ``size`` bytes every ``stride`` bytes from user memory (the known

@@ -14,7 +14,15 @@ from typing import Any
 import numpy as np
 
 from ...drivers.rocket import rocket_regs as R
-from .arith import INT8_MAX, INT8_MIN, INT32_MAX, INT32_MIN, cvt_round_mode, rshift, saturate
+from .arith import (
+    INT8_MAX,
+    INT8_MIN,
+    cvt_round_mode,
+    rshift,
+    saturate,
+    saturate_int32,
+    shifted_bound,
+)
 from .core import MacResult
 from .faults import NpuFault, NpuHang
 from .memory import AddressSpace
@@ -43,14 +51,20 @@ def _unsupported(reg: R.Register, field: str, value: Any, why: str = "") -> NpuF
 
 @dataclass(frozen=True, slots=True)
 class OwConfig:
-    """The OW term (BS_OW_CFG / BS_OW_OP) as the accumulator stage applies it."""
+    """The OW term (BS_OW_CFG / BS_OW_OP) and where it joins the accumulator."""
 
     operand: int
     placement: str  # "accumulator", "after_truncate" or "off"
 
     @property
-    def needs_sum(self) -> bool:
-        return self.placement != "off" and self.operand != 0
+    def fold(self) -> int:
+        """What the MAC array adds to every weight (the term joins the accumulator)."""
+        return self.operand if self.placement == "accumulator" else 0
+
+    @property
+    def separate(self) -> bool:
+        """Whether the window sum is needed on its own (added after CLIP_TRUNCATE)."""
+        return self.placement == "after_truncate" and self.operand != 0
 
 
 def decode_ow(regs: TaskRegs, options: NpuModelOptions) -> OwConfig:
@@ -59,16 +73,18 @@ def decode_ow(regs: TaskRegs, options: NpuModelOptions) -> OwConfig:
     return OwConfig(regs(R.DPU.BS_OW_OP).OW_OP, placement)
 
 
-def accumulate(regs: TaskRegs, mac: MacResult, ow: OwConfig, options: NpuModelOptions):
-    """CACC: the OW term and CLIP_TRUNCATE; int64 values within int32."""
+def accumulate(
+    regs: TaskRegs, mac: MacResult, ow: OwConfig, options: NpuModelOptions
+) -> tuple[np.ndarray, float]:
+    """CACC: CLIP_TRUNCATE and saturation to int32 of the MAC sums (the OW term folded in, or
+    added after); (values, a bound on their magnitude)."""
     clip = regs(R.CORE.CLIP_TRUNCATE).CLIP_TRUNCATE
-    acc = mac.acc
-    if ow.needs_sum and ow.placement == "accumulator":
-        acc = acc + ow.operand * mac.window_sum
-    acc = saturate(rshift(acc, clip, options.truncate_round), INT32_MIN, INT32_MAX)
-    if ow.needs_sum and ow.placement == "after_truncate":
-        acc = saturate(acc + ow.operand * mac.window_sum, INT32_MIN, INT32_MAX)
-    return acc
+    acc = rshift(mac.acc, clip, options.truncate_round)
+    acc, bound = saturate_int32(acc, shifted_bound(mac.bound, 1, clip))
+    if ow.separate:
+        acc = np.add(acc, ow.operand * mac.window_sum, dtype=np.float64)
+        acc, bound = saturate_int32(acc, bound + abs(ow.operand) * mac.sum_bound)
+    return acc, bound
 
 
 @dataclass(frozen=True, slots=True)
@@ -143,7 +159,7 @@ def decode_cube(regs: TaskRegs, ow: int, oh: int, oc: int, depthwise: bool) -> C
 def channel_operands(
     mem: AddressSpace, stats: TaskStats, role: str, what: str, base: int, channels: int, use: int
 ) -> tuple[np.ndarray | None, np.ndarray | None]:
-    """(ALU operands, MUL operands) per channel, int64, from a BRDMA/NRDMA buffer."""
+    """(ALU operands, MUL operands) per channel, from a BRDMA/NRDMA buffer."""
     if use not in (USE_ALU, USE_MUL, USE_BOTH):
         raise NpuFault(
             "unsupported",
@@ -153,7 +169,7 @@ def channel_operands(
     words = 2 if use == USE_BOTH else 1
     bo, raw = mem.read(what, base, channels * words * OPERAND_BYTES)
     stats.read(role, bo, raw.size)
-    values = raw.view("<i4").astype(np.int64).reshape(channels, words)
+    values = raw.view("<i4").astype(np.float64).reshape(channels, words)
     alu = values[:, 0] if use & USE_ALU else None
     mul = values[:, -1] if use & USE_MUL else None
     if mul is not None and (
@@ -199,17 +215,18 @@ BN = StageRegs(
 def stage(
     st: StageRegs,
     v: np.ndarray,
+    bound: float,
     regs: TaskRegs,
     mem: AddressSpace,
     stats: TaskStats,
     rdma_enabled: bool,
     options: NpuModelOptions,
-) -> np.ndarray:
-    """One BS or BN stage: ALU, MUL, ReLU (NVDLA SDP X1/X2)."""
+) -> tuple[np.ndarray, float]:
+    """One BS or BN stage: ALU, MUL, ReLU (NVDLA SDP X1/X2), on values the caller owns."""
     p = st.prefix
     cfg = regs(st.cfg)
     if getattr(cfg, f"{p}_BYPASS"):
-        return v
+        return v, bound
     alu_on = not getattr(cfg, f"{p}_ALU_BYPASS")
     mul_on = not getattr(cfg, f"{p}_MUL_BYPASS")
     if getattr(cfg, f"{p}_MUL_PRELU"):
@@ -246,25 +263,26 @@ def stage(
         operand = alu if alu_mem else getattr(regs(st.alu), f"{p}_ALU_OPERAND")
         algo = getattr(cfg, f"{p}_ALU_ALGO")
         if algo == R.AluAlgo.ALU_ADD:
-            v = v + operand
+            v = np.add(v, operand, dtype=np.float64)
         elif algo == R.AluAlgo.ALU_MINUS:
-            v = v - operand
+            v = np.subtract(v, operand, dtype=np.float64)
         else:
             raise _unsupported(st.cfg, f"{p}_ALU_ALGO", algo)
+        v, bound = saturate_int32(v, bound + float(np.max(np.abs(operand))))
     if mul_on:
         if mul_mem:
             operand = mul
         else:  # a signed 16-bit operand [inferred]
             operand = int(np.array(getattr(mul_cfg, f"{p}_MUL_OPERAND")).astype(np.int16))
         shift = getattr(mul_cfg, f"{p}_MUL_SHIFT_VALUE")
-        v = rshift(v * operand, shift, options.truncate_round)
-    v = saturate(v, INT32_MIN, INT32_MAX)
+        v = rshift(np.multiply(v, operand, dtype=np.float64), shift, options.truncate_round)
+        v, bound = saturate_int32(v, shifted_bound(bound, float(np.max(np.abs(operand))), shift))
     if not getattr(cfg, f"{p}_RELU_BYPASS"):
-        v = np.maximum(v, 0)
+        np.maximum(v, 0, out=v)
         if getattr(cfg, f"{p}_RELUX_EN"):
             cmp = getattr(regs(st.relux), f"{p}_RELUX_CMP_DAT")
-            v = np.minimum(v, int(np.array(cmp, dtype=np.uint32).view(np.int32)))
-    return v
+            np.minimum(v, int(np.array(cmp, dtype=np.uint32).view(np.int32)), out=v)
+    return v, bound
 
 
 # --------------------------------------------------------------------------------------------
@@ -348,6 +366,7 @@ def ew_operand(
 
 def ew_stage(
     v: np.ndarray,
+    bound: float,
     regs: TaskRegs,
     mem: AddressSpace,
     stats: TaskStats,
@@ -355,10 +374,10 @@ def ew_stage(
     atom: int,
     rdma_enabled: bool,
     options: NpuModelOptions,
-) -> np.ndarray:
+) -> tuple[np.ndarray, float]:
     cfg = regs(R.DPU.EW_CFG)
     if cfg.EW_BYPASS:
-        return v
+        return v, bound
     for name in ("EW_BINARY_EN", "EW_EQUAL_EN", "EW_MUL_PRELU", "EW_OP_TYPE"):
         if getattr(cfg, name):
             raise _unsupported(R.DPU.EW_CFG, name, getattr(cfg, name))
@@ -378,7 +397,8 @@ def ew_stage(
             raise NpuHang(
                 "the DPU EW stage waits for its operand but DPU_RDMA is not enabled in op_en"
             )
-        e = ew_operand(regs, mem, stats, cube, atom, options).astype(np.int64)
+        e = ew_operand(regs, mem, stats, cube, atom, options).astype(np.float64)
+        e_bound = float(-INT8_MIN)
         if not cfg.EW_OP_CVT_BYPASS:
             scale_cfg = regs(R.DPU.EW_CVT_SCALE_VALUE)
             if scale_cfg.EW_TRUNCATE:
@@ -387,22 +407,26 @@ def ew_stage(
             mode = cvt_round_mode(cfg.EW_CVT_ROUND, options.round_mode)
             scale, shift = scale_cfg.EW_OP_CVT_SCALE, scale_cfg.EW_OP_CVT_SHIFT
             if cfg.EW_CVT_TYPE == R.CvtType.ADD_THEN_MUL:
-                e = rshift((e + offset) * scale, shift, mode)
+                e += offset
+                e = rshift(e, shift, mode, scale)
+                e_bound = shifted_bound(e_bound + abs(offset), scale, shift)
             else:
-                e = rshift(e * scale, shift, mode) + offset
+                e = rshift(e, shift, mode, scale)
+                e += offset
+                e_bound = shifted_bound(e_bound, scale, shift) + abs(offset)
         if cfg.EW_ALU_ALGO == R.AluAlgo.ALU_ADD:
-            v = v + e
+            v = np.add(v, e, dtype=np.float64)
         elif cfg.EW_ALU_ALGO == R.AluAlgo.ALU_MINUS:
-            v = v - e
+            v = np.subtract(v, e, dtype=np.float64)
         else:
             raise _unsupported(R.DPU.EW_CFG, "EW_ALU_ALGO", cfg.EW_ALU_ALGO)
-        v = saturate(v, INT32_MIN, INT32_MAX)
+        v, bound = saturate_int32(v, bound + e_bound)
     if not cfg.EW_RELU_BYPASS:
-        v = np.maximum(v, 0)
+        np.maximum(v, 0, out=v)
         if cfg.EW_RELUX_EN:
             cmp = regs(R.DPU.EW_RELUX_CMP_VALUE).EW_RELUX_CMP_DAT
-            v = np.minimum(v, int(np.array(cmp, dtype=np.uint32).view(np.int32)))
-    return v
+            np.minimum(v, int(np.array(cmp, dtype=np.uint32).view(np.int32)), out=v)
+    return v, bound
 
 
 # --------------------------------------------------------------------------------------------
@@ -422,9 +446,10 @@ def out_cvt(v: np.ndarray, regs: TaskRegs, options: NpuModelOptions) -> np.ndarr
     scale, shift = scale_cfg.OUT_CVT_SCALE, shift_cfg.OUT_CVT_SHIFT
     mode = cvt_round_mode(shift_cfg.CVT_ROUND, options.round_mode)
     if shift_cfg.CVT_TYPE == R.CvtType.ADD_THEN_MUL:
-        y = rshift((v + offset) * scale, shift, mode)
+        y = rshift(np.add(v, offset, dtype=np.float64), shift, mode, scale)
     else:
-        y = rshift(v * scale, shift, mode) + offset
+        y = rshift(v, shift, mode, scale)
+        y += offset
     return saturate(y, INT8_MIN, INT8_MAX).astype(np.int8)
 
 

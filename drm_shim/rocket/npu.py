@@ -11,13 +11,15 @@ register tables, and on the op_en entry the CNA -> CORE -> DPU pipeline
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from types import MappingProxyType
 
 import numpy as np
 
 from ...drivers.rocket import rocket_regs as R
 from ...util.soc import RocketNpu
 from . import cna, core, dpu
+from .cache import DecodeCache, DecodedWeights
 from .faults import NpuFault, NpuHang
 from .memory import AddressSpace
 from .options import NpuModelOptions
@@ -44,6 +46,26 @@ QWORDS_PER_UNIT = 2
 # Linux rocket_job.c writes the core index into S_POINTER's reserved top bits (from rknpu).
 S_POINTER_KERNEL = {"POINTER_PP_EN": 1, "EXECUTER_PP_EN": 1, "POINTER_PP_MODE": 1}
 STALE_NAMES_SHOWN = 6
+ENTRY_RESERVED = ENTRY.reserved_mask
+ENTRY_FIELDS = ("OFFSET", "VALUE", "UNK48", "UNK54", "OP_EN", "BLOCK")
+# Register offset -> (register, the target block that owns it), for the blocks a regcmd writes.
+WRITABLE = MappingProxyType(
+    {
+        r.offset: (r, R.target_of(r.offset))
+        for r in R.REGISTERS
+        if R.target_of(r.offset) in WRITE_TARGETS
+    }
+)
+
+
+def _entry_field(words: np.ndarray, name: str) -> np.ndarray:
+    """One REGCMD.ENTRY field of every word, as unpack() returns it (shr applied)."""
+    f = ENTRY.field(name)
+    return ((words & np.uint64(f.mask)) >> np.uint64(f.low)) << np.uint64(f.shr)
+
+
+def _where(i: int, word: int) -> str:
+    return f"regcmd entry {i} (byte {i * QWORD:#x}) {word:#018x}"
 
 
 @dataclass(slots=True)
@@ -51,13 +73,15 @@ class CbufWeights:
     """Weights resident in a core's CBUF after a fetch, keyed by what was fetched."""
 
     key: tuple
-    weights: np.ndarray  # int8 [K, kh, kw, C] or [kh, kw, C]
-    matrices: dict[bool, np.ndarray] = field(default_factory=dict)  # direct: with_sum -> matrix
+    decoded: DecodedWeights
 
 
 class Core:
-    def __init__(self, index: int, npu: RocketNpu, options: NpuModelOptions) -> None:
+    def __init__(
+        self, index: int, npu: RocketNpu, options: NpuModelOptions, cache: DecodeCache
+    ) -> None:
         self.index = index
+        self.cache = cache
         self.npu = npu
         self.options = options
         self.regs = RegisterFile()
@@ -122,68 +146,53 @@ class Core:
     def _decode(self, words: np.ndarray, written: set[int], stats: TaskStats):
         """Apply the stream's register writes; return the op_en block mask record."""
         values = self.regs.values
+        fields = {name: _entry_field(words, name) for name in ENTRY_FIELDS}
         marker = False
         op_en = None
         unk48_missing = 0
-        for i, word in enumerate(words.tolist()):
+        for i, word, offset, value, unk48, unk54, op, block in zip(
+            range(len(words)),
+            words.tolist(),
+            *(fields[n].tolist() for n in ENTRY_FIELDS),
+            strict=True,
+        ):
             if word == 0:
                 continue  # the literal 0 of a single-task tail, or padding
-            where = f"regcmd entry {i} (byte {i * QWORD:#x}) {word:#018x}"
             if op_en is not None:
-                stats.notes.append(f"{where} after op_en is ignored")
+                stats.notes.append(f"{_where(i, word)} after op_en is ignored")
                 continue
             if word == MARKER:
                 marker = True
                 continue
-            if word & ENTRY.reserved_mask:
+            if word & ENTRY_RESERVED:
                 raise NpuFault(
                     "stream",
-                    f"malformed {where}: reserved op bits {word & ENTRY.reserved_mask:#x} set",
+                    f"malformed {_where(i, word)}: reserved op bits {word & ENTRY_RESERVED:#x} set",
                 )
-            e = ENTRY.unpack(word)
-            if e.OP_EN:
-                if e.BLOCK or e.UNK54 or e.OFFSET != R.PC.OPERATION_ENABLE.offset:
+            if op:
+                if block or unk54 or offset != R.PC.OPERATION_ENABLE.offset:
                     raise NpuFault(
                         "stream",
-                        f"malformed {where}: an op_en entry must have no "
-                        f"block bits and offset {R.PC.OPERATION_ENABLE.offset:#06x}",
+                        f"malformed {_where(i, word)}: an op_en entry must "
+                        "have no block bits and offset "
+                        f"{R.PC.OPERATION_ENABLE.offset:#06x}",
                     )
-                unk48_missing += not e.UNK48
+                unk48_missing += not unk48
                 if not marker and self.options.require_marker:
-                    raise NpuHang(f"{where}: op_en without the 0x0041 marker entry before it")
-                op_en = R.PC.OPERATION_ENABLE.unpack(e.VALUE)
+                    raise NpuHang(
+                        f"{_where(i, word)}: op_en without the 0x0041 marker entry before it"
+                    )
+                op_en = R.PC.OPERATION_ENABLE.unpack(value)
                 continue
-            if not e.BLOCK:
-                raise NpuFault(
-                    "stream", f"malformed {where}: no block bits and not the {MARKER:#018x} marker"
-                )
-            try:
-                target = R.Target(e.BLOCK)
-            except ValueError:
-                target = None
-            if target not in WRITE_TARGETS:
-                raise NpuFault("stream", f"malformed {where}: unknown target bits {e.BLOCK:#06x}")
-            if e.UNK54:
-                raise NpuFault("stream", f"malformed {where}: bit 54 set on a register write")
-            reg = R.register_at(e.OFFSET)
-            if reg is None:
-                raise NpuFault(
-                    "stream",
-                    f"malformed {where}: offset {e.OFFSET:#06x} is not a register of the tables",
-                )
-            owner = R.target_of(e.OFFSET)
-            if owner != target:
-                raise NpuFault(
-                    "stream",
-                    f"malformed {where}: block {target.name} does not own "
-                    f"{reg.path} (block {owner.name})",
-                )
+            reg, owner = WRITABLE.get(offset, (None, None))
+            if owner is None or owner != block or unk54:
+                self._malformed(i, word, offset, block, unk54)
             if reg.access == "r":
-                stats.notes.append(f"{where}: write to read-only {reg.path} ignored")
+                stats.notes.append(f"{_where(i, word)}: write to read-only {reg.path} ignored")
                 continue
-            unk48_missing += not e.UNK48
-            values[e.OFFSET] = e.VALUE
-            written.add(e.OFFSET)
+            unk48_missing += not unk48
+            values[offset] = value
+            written.add(offset)
         if unk48_missing:
             stats.notes.append(f"{unk48_missing} entries lack the UNK48 bit Mesa always sets")
         chain = (R.PC.BASE_ADDRESS.offset, R.PC.REGISTER_AMOUNTS.offset)
@@ -198,6 +207,30 @@ class Core:
                 "blocks never start"
             )
         return op_en
+
+    @staticmethod
+    def _malformed(i: int, word: int, offset: int, block: int, unk54: int) -> None:
+        """Raise the fault that says why a register-write entry is malformed."""
+        where = _where(i, word)
+        if not block:
+            raise NpuFault(
+                "stream", f"malformed {where}: no block bits and not the {MARKER:#018x} marker"
+            )
+        if block not in WRITE_TARGETS:
+            raise NpuFault("stream", f"malformed {where}: unknown target bits {block:#06x}")
+        if unk54:
+            raise NpuFault("stream", f"malformed {where}: bit 54 set on a register write")
+        reg = R.register_at(offset)
+        if reg is None:
+            raise NpuFault(
+                "stream", f"malformed {where}: offset {offset:#06x} is not a register of the tables"
+            )
+        owner = R.target_of(offset)
+        raise NpuFault(
+            "stream",
+            f"malformed {where}: block {R.Target(block).name} does not own "
+            f"{reg.path} (block {owner.name})",
+        )
 
     # ----------------------------------------------------------------------------------------
     # op_en: the pipeline
@@ -242,21 +275,22 @@ class Core:
 
         x = cna.fetch_features(cfg, mem, npu, options, stats)
         weights = self._weights(cfg, mem, stats)
-        if cfg.depthwise:
-            mac = core.depthwise(cfg, x, weights.weights, ow_cfg.needs_sum, oh, ow, oc)
-        else:
-            wmat = weights.matrices.get(ow_cfg.needs_sum)
-            if wmat is None:
-                wmat = core.weight_matrix(weights.weights, ow_cfg.needs_sum)
-                weights.matrices[ow_cfg.needs_sum] = wmat
-            mac = core.direct(cfg, x, wmat, ow_cfg.needs_sum, oh, ow, oc)
+        form = (ow_cfg.fold, ow_cfg.separate)
+        decoded = weights.decoded
+        prepared = decoded.prepared.get(form)
+        if prepared is None:
+            prepared = core.prepare(decoded.weights, cfg.depthwise, *form)
+            decoded.prepared[form] = prepared
+            self.cache.trim()
+        conv = core.depthwise if cfg.depthwise else core.direct
+        mac = conv(cfg, x, prepared, ow_cfg.separate, oh, ow, oc)
         stats.macs += mac.macs
 
         rdma = bool(blocks.DPU_RDMA_OP_EN)
-        v = dpu.accumulate(regs, mac, ow_cfg, options)
-        v = dpu.stage(dpu.BS, v, regs, mem, stats, rdma, options)
-        v = dpu.stage(dpu.BN, v, regs, mem, stats, rdma, options)
-        v = dpu.ew_stage(v, regs, mem, stats, cube, cfg.atom, rdma, options)
+        v, bound = dpu.accumulate(regs, mac, ow_cfg, options)
+        v, bound = dpu.stage(dpu.BS, v, bound, regs, mem, stats, rdma, options)
+        v, bound = dpu.stage(dpu.BN, v, bound, regs, mem, stats, rdma, options)
+        v, bound = dpu.ew_stage(v, bound, regs, mem, stats, cube, cfg.atom, rdma, options)
         y = dpu.out_cvt(v, regs, options)
         dpu.write_back(y, regs, mem, stats, cube, cfg.atom)
 
@@ -280,17 +314,23 @@ class Core:
             resident = self.cbuf
             if resident is not None and resident.key == key:
                 return resident
-            if resident is None or resident.weights.shape != shape:
+            if resident is None or resident.decoded.weights.shape != shape:
                 stats.notes.append(
                     "WEIGHT_REUSE=1 but this core's CBUF holds no matching "
                     "weights: the MAC array uses zeros"
                 )
-                return CbufWeights(key, np.zeros(shape, dtype=np.int8))
+                return CbufWeights(key, DecodedWeights(np.zeros(shape, dtype=np.int8)))
             stats.notes.append(
                 f"WEIGHT_REUSE=1 uses the CBUF weights fetched from {resident.key[0]:#x}, but "
                 f"this task's DCOMP_ADDR0 is {cfg.weight_addr:#x} (stale weights)"
             )
             return resident
-        weights = cna.fetch_weights(cfg, mem, self.npu, stats)
-        self.cbuf = CbufWeights(key, weights)
+        bo, raw = cna.read_weights(cfg, mem)
+        stats.read("weights", bo, raw.size)
+        content = DecodeCache.key(raw, key[1:])
+        decoded = self.cache.get(content)
+        if decoded is None:
+            decoded = DecodedWeights(cna.unpack_weights(cfg, raw, self.npu))
+            self.cache.put(content, decoded)
+        self.cbuf = CbufWeights(key, decoded)
         return self.cbuf

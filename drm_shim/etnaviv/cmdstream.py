@@ -162,11 +162,18 @@ class FrontEnd:
         api = self.state.get(E.VIVS.GL_API_MODE)
         if api != E.GlApiMode.OPENCL:
             ctx.warn(f"{unit} job {ctx.jobs_run} runs with GL_API_MODE {api}, not OPENCL")
-        if unit == "NN":
-            cores = E.VIVS.GL_NN_CONFIG.unpack(self.state.get(E.VIVS.GL_NN_CONFIG)).NN_CORE_COUNT
-            counters = self.nn.run(config, cores, ctx)
-        else:
-            counters = self.tp.run(config, ctx)
+        first = config if unit == "NN" else config[0] - config[0] % CONFIG_ALIGN
+        try:
+            if unit == "NN":
+                gl = E.VIVS.GL_NN_CONFIG.unpack(self.state.get(E.VIVS.GL_NN_CONFIG))
+                counters = self.nn.run(config, gl.NN_CORE_COUNT, ctx)
+            else:
+                counters = self.tp.run(config, ctx)
+        except JobFault as fault:
+            where = f"{unit} config at {first:#010x}"
+            if where in fault.message:
+                raise
+            raise JobFault(fault.kind, f"{where}: {fault.message}") from None
         ctx.counters.append(counters)
         ctx.jobs_run += 1
         ctx.unflushed = True

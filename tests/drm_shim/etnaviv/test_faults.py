@@ -134,3 +134,24 @@ def test_warnings_do_not_stop_the_job(harness):
     log = "\n".join(hw.file.fault_log())
     assert "without WRITE" in log and "GL_FLUSH_CACHE" in log
     np.testing.assert_array_equal(dst.view[:8], [0, 2, 4, 6, 1, 3, 5, 7])
+
+
+@pytest.mark.parametrize(
+    "fields,needle",
+    [
+        ({"ALU_SQUARE_ENABLE": 1}, "not modelled: TP config at"),
+        ({"OUT_LOOP_0_COUNT": 3}, "output loops 0..5 cover"),
+        ({"IN_TILE_Y_INC": 1}, "IN_TILE_Y_SIZE 2 with IN_TILE_Y_INC 1"),
+        ({"ALU_I2F_ENABLE": 0}, "ALU_I2F_ENABLE = 0"),
+        ({"OUT_IMAGE_BASE_ADDRESS": 0x100}, "TP core 0 output"),
+    ],
+)
+def test_bad_tp_configuration(harness, fields, needle):
+    hw = harness()
+    src, dst = hw.bo(64), hw.bo(64)
+    raw = transpose_config(2, 2, 2, src.va, dst.va, 0)
+    cfg = E.TP_CONFIG.pack_words(**(E.TP_CONFIG.unpack_words(raw)._asdict() | fields))
+    cbo = hw.bo(124, cfg)
+    fence = hw.run(tp_words([cbo.va]), [(cbo, R), (src, R), (dst, W)])
+    expect_fault(hw, fence, needle)
+    still_works(hw)

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from etna_testkit import conv_job, encode_coefs
 
-from mesa_npu.drm_shim.etnaviv.switches import Rounding, V8Weights
+from mesa_npu.drm_shim.etnaviv.switches import Requant, Rounding, V8Weights
 from mesa_npu.util.soc import soc
 
 V7_SOC, V8_SOC = "a311d", "imx8mp"
@@ -371,3 +371,28 @@ def test_v8_weight_byte_interpretation(harness, mode):
     hw.wait(job.submit())
     want = 100 + (50 if mode is V8Weights.UINT8 else -14)  # 0.25 * 200, 0.25 * -56
     np.testing.assert_array_equal(job.output().ravel(), np.full(4, want, np.uint8))
+
+
+def test_v8_requant_mantissa15_switch_drops_the_low_multiplier_bits(harness):
+    """requant=mantissa15: v8 multiplies by the top 15 mantissa bits only (switch). acc = 51327
+    and scale (1 + 255/2**23)/2**8: 200.502 rounds to 201; without the low bits 200.496 -> 200."""
+    x = np.full((1, 1, 4), 228, dtype=np.uint8)  # x - 128 = 100
+    w = np.full((1, 1, 1, 1), 110, dtype=np.uint8)  # w - wzp = 100: acc = 10000 + bias
+    outs = {}
+    for mode in Requant:
+        hw = harness(V8_SOC, requant=mode)
+        job = conv_job(
+            hw,
+            V8_SOC,
+            x,
+            w,
+            np.array([41327], np.int32),
+            izp=128,
+            wzp=10,
+            ozp=0,
+            pm=255,
+            post_shift=8,
+        )
+        hw.wait(job.submit())
+        outs[mode] = int(job.output()[0, 0, 0])
+    assert outs == {Requant.BRIEF: 201, Requant.MANTISSA15: 200}

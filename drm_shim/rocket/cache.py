@@ -23,6 +23,10 @@ DEFAULT_LIMIT_BYTES = 512 * 1024 * 1024
 class DecodedWeights:
     weights: np.ndarray  # int8 [K, kh, kw, C] or [kh, kw, C]
     prepared: dict = field(default_factory=dict)  # (OW fold, sum column) -> core.Weights
+    max_abs: int = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.max_abs = int(np.abs(self.weights.astype(np.int16)).max()) if self.weights.size else 0
 
     @property
     def nbytes(self) -> int:

@@ -1,9 +1,10 @@
 """CORE: the MAC array and the accumulator (NVDLA CMAC + CACC).
 
 The OW term (``BS_OW_OP * Σx`` over the same taps, brief §7) sums the same inputs as the MAC
-array, so where it joins the accumulator (``ow_term="accumulator"``) the model folds it into the
-weights: ``Σ x·w + OW·Σ x = Σ x·(w + OW)``. Only the other placement needs the window sum on its
-own (an all-ones weight column, or a second pass for depthwise).
+array, so where it joins the accumulator (``ow_term="accumulator"``) the model usually folds it
+into the weights: ``Σ x·w + OW·Σ x = Σ x·(w + OW)``. Otherwise (the other placement, or when
+folding would cost float32 exactness) the window sum comes on its own: an all-ones weight column
+of the same product, or a second ``einsum`` for depthwise (``dpu.plan_ow``).
 
 Direct convolution is one matrix product per task: the padded input is unfolded with stride
 tricks (im2col; a plain reshape for 1x1 stride-1) and multiplied by the weight matrix. Depthwise

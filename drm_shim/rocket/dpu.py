@@ -23,7 +23,7 @@ from .arith import (
     saturate_int32,
     shifted_bound,
 )
-from .core import MacResult
+from .core import MacResult, exact_dtype
 from .faults import NpuFault, NpuHang
 from .memory import AddressSpace
 from .options import NpuModelOptions
@@ -57,14 +57,22 @@ class OwConfig:
     placement: str  # "accumulator", "after_truncate" or "off"
 
     @property
-    def fold(self) -> int:
-        """What the MAC array adds to every weight (the term joins the accumulator)."""
-        return self.operand if self.placement == "accumulator" else 0
+    def active(self) -> bool:
+        return self.placement != "off" and self.operand != 0
+
+
+@dataclass(frozen=True, slots=True)
+class OwPlan:
+    """How the model computes the OW term: folded into the weights (``fold``), or from a window
+    sum added before (``before``) or after (``after``) CLIP_TRUNCATE."""
+
+    fold: int = 0
+    before: int = 0
+    after: int = 0
 
     @property
-    def separate(self) -> bool:
-        """Whether the window sum is needed on its own (added after CLIP_TRUNCATE)."""
-        return self.placement == "after_truncate" and self.operand != 0
+    def window_sum(self) -> bool:
+        return bool(self.before or self.after)
 
 
 def decode_ow(regs: TaskRegs, options: NpuModelOptions) -> OwConfig:
@@ -73,17 +81,34 @@ def decode_ow(regs: TaskRegs, options: NpuModelOptions) -> OwConfig:
     return OwConfig(regs(R.DPU.BS_OW_OP).OW_OP, placement)
 
 
+def plan_ow(ow: OwConfig, taps: int, max_abs_w: int) -> OwPlan:
+    """Fold the term into the weights unless that alone would push the sums out of float32's
+    exact range (then a window-sum column keeps the product in float32)."""
+    if not ow.active:
+        return OwPlan()
+    if ow.placement == "after_truncate":
+        return OwPlan(after=ow.operand)
+    folded = exact_dtype(taps, max_abs_w + abs(ow.operand))
+    if folded == np.float32 or exact_dtype(taps, max_abs_w) != np.float32:
+        return OwPlan(fold=ow.operand)
+    return OwPlan(before=ow.operand)
+
+
 def accumulate(
-    regs: TaskRegs, mac: MacResult, ow: OwConfig, options: NpuModelOptions
+    regs: TaskRegs, mac: MacResult, plan: OwPlan, options: NpuModelOptions
 ) -> tuple[np.ndarray, float]:
-    """CACC: CLIP_TRUNCATE and saturation to int32 of the MAC sums (the OW term folded in, or
-    added after); (values, a bound on their magnitude)."""
+    """CACC: the OW term, CLIP_TRUNCATE and saturation to int32 of the MAC sums; (values, a
+    bound on their magnitude)."""
     clip = regs(R.CORE.CLIP_TRUNCATE).CLIP_TRUNCATE
-    acc = rshift(mac.acc, clip, options.truncate_round)
-    acc, bound = saturate_int32(acc, shifted_bound(mac.bound, 1, clip))
-    if ow.separate:
-        acc = np.add(acc, ow.operand * mac.window_sum, dtype=np.float64)
-        acc, bound = saturate_int32(acc, bound + abs(ow.operand) * mac.sum_bound)
+    acc, bound = mac.acc, mac.bound
+    if plan.before:
+        acc = np.add(acc, plan.before * mac.window_sum, dtype=np.float64)
+        bound += abs(plan.before) * mac.sum_bound
+    acc = rshift(acc, clip, options.truncate_round)
+    acc, bound = saturate_int32(acc, shifted_bound(bound, 1, clip))
+    if plan.after:
+        acc = np.add(acc, plan.after * mac.window_sum, dtype=np.float64)
+        acc, bound = saturate_int32(acc, bound + abs(plan.after) * mac.sum_bound)
     return acc, bound
 
 

@@ -275,19 +275,21 @@ class Core:
 
         x = cna.fetch_features(cfg, mem, npu, options, stats)
         weights = self._weights(cfg, mem, stats)
-        form = (ow_cfg.fold, ow_cfg.separate)
         decoded = weights.decoded
+        taps = cfg.kh * cfg.kw * (1 if cfg.depthwise else cfg.channels)
+        plan = dpu.plan_ow(ow_cfg, taps, decoded.max_abs)
+        form = (plan.fold, plan.window_sum)
         prepared = decoded.prepared.get(form)
         if prepared is None:
             prepared = core.prepare(decoded.weights, cfg.depthwise, *form)
             decoded.prepared[form] = prepared
             self.cache.trim()
         conv = core.depthwise if cfg.depthwise else core.direct
-        mac = conv(cfg, x, prepared, ow_cfg.separate, oh, ow, oc)
+        mac = conv(cfg, x, prepared, plan.window_sum, oh, ow, oc)
         stats.macs += mac.macs
 
         rdma = bool(blocks.DPU_RDMA_OP_EN)
-        v, bound = dpu.accumulate(regs, mac, ow_cfg, options)
+        v, bound = dpu.accumulate(regs, mac, plan, options)
         v, bound = dpu.stage(dpu.BS, v, bound, regs, mem, stats, rdma, options)
         v, bound = dpu.stage(dpu.BN, v, bound, regs, mem, stats, rdma, options)
         v, bound = dpu.ew_stage(v, bound, regs, mem, stats, cube, cfg.atom, rdma, options)

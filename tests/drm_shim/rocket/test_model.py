@@ -43,7 +43,7 @@ CASES = {
         pad_value=-128,
         ow_op=128,
     ),
-    "5x3-c64-k70-s2-valid": dict(in_h=9, in_w=11, c=64, k=70, kh=5, kw=3, stride=2),
+    "5x3-c64-k70-s2-valid-ow": dict(in_h=9, in_w=11, c=64, k=70, kh=5, kw=3, stride=2, ow_op=100),
     "2x2-c33-k2-s1-asym": dict(
         in_h=4, in_w=4, c=33, k=2, kh=2, kw=2, pad_bottom=1, pad_right=1, pad_value=7, ow_op=-20
     ),

@@ -61,7 +61,8 @@ class Timeline:
         previous = self.fences.get(self.last)
         start = max(now, previous.signal_ns) if previous and not previous.signalled else now
         self.last += 1
-        fence = Fence(self.last, now, start + duration_ns, error, duration_ns == 0)
+        # in order: a fence never signals before the one ahead of it (a recovering GPU)
+        fence = Fence(self.last, now, start + duration_ns, error, start + duration_ns <= now)
         self.fences[self.last] = fence
         return fence
 

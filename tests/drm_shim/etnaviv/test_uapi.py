@@ -152,6 +152,16 @@ def test_hung_submit_times_out_then_fails_with_eio(harness):
     # the device keeps working: a later submit signals (after the recovered one)
     fence2 = hw.submit_raw(init_words() + flush_words(), [(out, R)])
     hw.wait(fence2, timeout_s=1.0)
+    # a good submit behind a hung one signals only after the recovery (fences are in order)
+    hung = hw.submit_raw(init_words() + end, [(out, RW)])
+    after = hw.submit_raw(init_words() + flush_words(), [(out, R)])
+    with pytest.raises(DrmError) as e:
+        hw.wait(after, flags=uapi.ETNA_WAIT_NONBLOCK)
+    assert e.value.errno == errno.EBUSY
+    hw.wait(after, timeout_s=1.0)  # no error of its own
+    with pytest.raises(DrmError) as e:
+        hw.wait(hung, flags=uapi.ETNA_WAIT_NONBLOCK)
+    assert e.value.errno == errno.EIO  # signalled by now, with its error
 
 
 def test_fence_errors_switch_off_reports_success_like_linux(harness):

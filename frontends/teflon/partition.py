@@ -184,6 +184,22 @@ def make_partition(
     return Partition(tuple(ops), inputs, outputs)
 
 
+def execution_phases(
+    model: TfliteModel, support: Sequence[NodeSupport]
+) -> list[tuple[bool, list[list[int]]]]:
+    """The order TFLite runs the model in once delegated: phases of claimed or unclaimed nodes,
+    each ``(claimed, groups)`` where a claimed phase's groups are its partitions (in the order
+    :func:`partition` returns them) and an unclaimed phase has one group of CPU nodes."""
+    claimed = {s.op.index for s in support if s.supported}
+    phases = []
+    for phase in _phases(model, claimed):
+        if phase[0] in claimed:
+            phases.append((True, _components(model, phase)))
+        else:
+            phases.append((False, [phase]))
+    return phases
+
+
 def partition(model: TfliteModel, support: Sequence[NodeSupport]) -> list[Partition]:
     claimed = {s.op.index for s in support if s.supported}
     parts = []

@@ -5,9 +5,10 @@ device (``drm_shim.rocket``) always; ``create_device(info)`` opens one. This mod
 light: the simulator imports the generated ``rocket_regs`` from this package, so driver
 modules are imported inside the functions only.
 
-Device options (``rocket?key=value&...``): ``scheduling=entity|spread`` and the simulated
-NPU's switches (``round_mode``, ``truncate_round``, ``ow_term``, ``padded_channels``,
-``cna_strides``, ``ew_fetch``; docs/rocket-npu-model.md §6), for the simulated device only.
+Device options (``rocket?key=value&...``): ``fuse_add=1`` (Mesa's ADD fusion), and for the
+simulated device ``scheduling=entity|spread`` and the NPU model's switches (``round_mode``,
+``truncate_round``, ``ow_term``, ``padded_channels``, ``cna_strides``, ``ew_fetch``;
+docs/rocket-npu-model.md §6); see ``options.py``.
 """
 
 from __future__ import annotations
@@ -53,7 +54,8 @@ def probe() -> list[DeviceInfo]:
 def create_device(info: DeviceInfo):
     from ...util.soc import soc
     from .device import RocketDevice
-    from .options import open_file_factory
+    from .options import driver_options, open_file_factory
 
     npu = soc(SOC).npu
-    return RocketDevice(npu, open_file_factory(info), name=info.name)
+    opts = driver_options(info)
+    return RocketDevice(npu, open_file_factory(info), name=info.name, fuse_add=opts.fuse_add)

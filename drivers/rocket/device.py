@@ -272,6 +272,7 @@ class _Bound:
     mems: list[np.ndarray]
     jobs: list[Job]
     ready: bool = False
+    copies: dict[int, np.ndarray] = dataclasses.field(default_factory=dict)
 
 
 class RocketContext(MlContext):
@@ -362,16 +363,22 @@ class RocketContext(MlContext):
                 self.winsys.fini_bo(bound.bos[b])
         drm = self.winsys.drm
         before = len(drm.job_counters()) if hasattr(drm, "job_counters") else 0
+        bound.copies = {
+            h.index: np.asarray(inputs[h.source]) for h in program.outputs if h.fm is None
+        }
+        written = dict.fromkeys(h.fm.ref.buffer for h in program.outputs if h.fm is not None)
         try:
-            self.winsys.submit(bound.jobs)
-            for b in dict.fromkeys(h.fm.ref.buffer for h in program.outputs):
+            if bound.jobs:
+                self.winsys.submit(bound.jobs)
+            for b in written:
                 self.winsys.prep_bo(bound.bos[b])
         except DeviceError as e:
             raise DeviceError(self._explain(e)) from None
         finally:
             self._collect(program, before)
         for n, h in enumerate(program.outputs):
-            debug.dump(self.debug, "output", 0, n, bound.mems[h.fm.ref.buffer])
+            if h.fm is not None:
+                debug.dump(self.debug, "output", 0, n, bound.mems[h.fm.ref.buffer])
         bound.ready = True
 
     def _explain(self, e: DeviceError) -> str:
@@ -410,6 +417,9 @@ class RocketContext(MlContext):
         program = subgraph_.program
         outs = []
         for h, pipe in zip(program.outputs, program.pipe_outputs, strict=True):
+            if h.fm is None:
+                outs.append(bound.copies[h.index].reshape(pipe.shape).astype(pipe.type.numpy))
+                continue
             values = read_feature(bound.mems[h.fm.ref.buffer], h.fm, h.offset, pipe.type.numpy)
             outs.append(values.reshape(pipe.shape))
         return outs
@@ -432,8 +442,10 @@ class RocketDevice(MlDevice):
         *,
         name: str = DRIVER,
         flags: debug.DebugFlags = debug.DEBUG,
+        fuse_add: bool = False,
     ) -> None:
         self.npu = npu
+        self.pipeline = ml.PIPELINE_FUSED if fuse_add else ml.PIPELINE
         self.name = name
         self.open_file = open_file
         self.debug = flags
@@ -447,7 +459,7 @@ class RocketDevice(MlDevice):
         t0 = time.perf_counter()
         graph = build_graph(ops)
         fc = ml.fc_origins(graph)
-        graph = run_pipeline(graph, ml.PIPELINE).graph
+        graph = run_pipeline(graph, self.pipeline).graph
         lowered = ml.lower(self.compile_context, graph, fc)
         pipe_in, pipe_out = subgraph_io(ops)
         program = subgraph.assemble(self.npu, lowered, tuple(pipe_in), tuple(pipe_out))

@@ -96,28 +96,45 @@ def needs_dense(node: Node) -> bool:
     return node.input.shape[3] == 1 or node.inputs[1].shape[3] != node.input.shape[3]
 
 
+CLEANUP = loop(
+    step(opt_fold_pad, max_padding=MAX_PADDING),
+    step(opt_fuse_activation),
+    step(opt_drop_implied_clamp, note="after fusion: a fused ReLU6 may be implied"),
+    step(opt_dce),
+    note="a folded PAD or a fused clamp can expose another fusion",
+)
+TAIL = (
+    step(lower_add_to_identity_conv, note="the ADDs no convolution took"),
+    step(lower_layouts, table=LAYOUTS),
+    step(lower_views, note="after lower_layouts: offsets depend on layouts"),
+    step(opt_dce),
+)
+
 PIPELINE = Pipeline(
     "rocket",
     (
         step(opt_constant_fold),
-        loop(
-            step(opt_fold_pad, max_padding=MAX_PADDING),
-            step(opt_fuse_activation),
-            step(opt_drop_implied_clamp, note="after fusion: a fused ReLU6 may be implied"),
-            step(opt_dce),
-            note="a folded PAD or a fused clamp can expose another fusion",
-        ),
+        CLEANUP,
         step(lower_fc_to_conv, note="the 1x1 form: every batch row is an output pixel"),
         step(lower_depthwise_to_dense, select=needs_dense),
+        *TAIL,
+    ),
+)
+
+# Mesa's fusion (rkt_ml.c): an ADD runs in the EW stage of the convolution producing one of its
+# operands. One job fewer per ADD, but that convolution's rounding happens in one 15-bit
+# multiplier stage (requant plan B), so it is not exact; PIPELINE gives the ADD an identity
+# convolution instead and keeps every convolution exact (docs/rocket.md).
+PIPELINE_FUSED = Pipeline(
+    "rocket-fused",
+    (
+        *PIPELINE.steps[:4],
         step(
             lower_add_into_conv,
             operand="either",
             note="after the clamps are final: the conv's clamp is part of the fused result",
         ),
-        step(lower_add_to_identity_conv, note="the ADDs no convolution could take"),
-        step(lower_layouts, table=LAYOUTS),
-        step(lower_views, note="after lower_layouts: offsets depend on layouts"),
-        step(opt_dce),
+        *TAIL,
     ),
 )
 
@@ -132,9 +149,10 @@ class HostTensor:
     the pipe dims when a view sits between them)."""
 
     index: int
-    fm: FeatureMap
+    fm: FeatureMap | None  # None: an output that is a view of the input ``source``
     shape: tuple[int, int, int, int]
     offset: int  # coefs.hw_offset of the type
+    source: int = -1  # the pipe index of that input (the host copies it)
 
 
 @dataclass(frozen=True, slots=True, eq=False)
@@ -251,7 +269,8 @@ def _stored(fm: FeatureMap, o: int) -> FeatureMap:
     return replace(fm, zero_point=fm.zero_point - o)
 
 
-def _lower_conv(st: _State, index: int, node: Node) -> ConvOperation:
+def _lower_conv(st: _State, ops: list[ConvOperation], node: Node) -> None:
+    """Append the job record(s) of one CONV or CONV_ADD node to ``ops``."""
     npu = st.ctx.npu
     fused = node.op is Op.CONV_ADD
     p: ConvParams = node.params.conv if fused else node.params
@@ -280,7 +299,7 @@ def _lower_conv(st: _State, index: int, node: Node) -> ConvOperation:
         scales = requant.conv_scales(inp.quant.scale, s_w, s_conv, float_product=uint8)
     try:
         if fused:
-            plan = _plan_conv_add(node, scales, corrected)
+            plan = _plan_add(node, scales, corrected)
         else:
             lo, hi = _clamp_relative(p.clamp, out)
             plan = requant.plan_conv(
@@ -291,9 +310,6 @@ def _lower_conv(st: _State, index: int, node: Node) -> ConvOperation:
     aligned = output_channels_aligned(channels, p.depthwise)
     bs = replace(plan.bs, memory=_words_section(st, plan.bs_words, aligned))
     bn = replace(plan.bn, memory=_words_section(st, plan.bn_words, aligned))
-    ew = None
-    if fused:
-        ew = plan.ew.stage(_stored(st.feature(node.inputs[3], aligned), o))
     kh, kw = w.shape[1], w.shape[2]
     pad = (p.padding.top, p.padding.bottom, p.padding.left, p.padding.right)
     try:
@@ -310,8 +326,8 @@ def _lower_conv(st: _State, index: int, node: Node) -> ConvOperation:
         )
     except TaskError as e:
         raise CompileError(f"{node!r}: {e}") from None
-    return ConvOperation(
-        index=index,
+    op = ConvOperation(
+        index=len(ops),
         origin=node.origin,
         depthwise=p.depthwise,
         input=_stored(st.feature(inp, geo.channels), o),
@@ -323,10 +339,22 @@ def _lower_conv(st: _State, index: int, node: Node) -> ConvOperation:
         weights=weights,
         weight_kernels=geo.kernels,
         weight_channels=geo.channels,
-        dpu=Dpu(bs, bn, ew, plan.out, ow_op=o - zw),
+        dpu=Dpu(bs, bn, None, plan.out, ow_op=o - zw),
         tasks=split.tasks,
         resident=split.resident,
     )
+    if plan.sign is not None:  # the sign pass first, into a scratch map (requant plan A)
+        scratch = Tensor(out.shape, ElementType.INT8, Quant(1.0, 0), layout=NC1HWC2,
+                         name=f"{out.name or 'conv'}/sign")  # fmt: skip
+        sign_map = st.feature(scratch, aligned)
+        ops.append(replace(op, output=sign_map, dpu=replace(op.dpu, out=plan.sign)))
+        op = replace(op, index=len(ops))
+    if plan.ew is not None:
+        operand = sign_map if plan.sign is not None else None
+        if fused:
+            operand = _stored(st.feature(node.inputs[3], aligned), o)
+        op = replace(op, dpu=replace(op.dpu, ew=plan.ew.stage(operand)))
+    ops.append(op)
 
 
 def _words_section(st: _State, words: np.ndarray | None, channels: int) -> Section | None:
@@ -338,7 +366,7 @@ def _words_section(st: _State, words: np.ndarray | None, channels: int) -> Secti
     return st.coefs.add(table.tobytes())
 
 
-def _plan_conv_add(node: Node, scales: requant.Scales, corrected: np.ndarray) -> requant.Plan:
+def _plan_add(node: Node, scales: requant.Scales, corrected: np.ndarray) -> requant.Plan:
     p: ConvAddParams = node.params
     out, other = node.output, node.inputs[3]
     mid = Tensor(out.shape, out.dtype, Quant(p.conv_scale, p.conv_zero_point))
@@ -347,8 +375,8 @@ def _plan_conv_add(node: Node, scales: requant.Scales, corrected: np.ndarray) ->
     target = formula if p.conv_first else (lambda qc, qb: formula(qb, qc))
     t = out.dtype
     conv_clamp, add_clamp = p.conv.clamp, p.clamp
-    return requant.plan_conv_add(
-        scales.real * np.exp2(-scales.right.astype(np.float64)),
+    return requant.plan_add(
+        scales.multiplier,
         corrected,
         conv_scale=p.conv_scale,
         conv_zero=p.conv_zero_point,
@@ -384,7 +412,7 @@ def lower(ctx: CompileContext, graph: Graph, fc_origins: frozenset[int]) -> Lowe
     graph_inputs = {id(t): t for t in graph.inputs}
     for node in graph:
         if node.op in (Op.CONV, Op.CONV_ADD):
-            ops.append(_lower_conv(st, len(ops), node))
+            _lower_conv(st, ops, node)
         elif isinstance(node.params, VIEW_PARAMS):
             if not isinstance(node.params, ReshapeView):
                 raise CompileError(f"{node!r}: only reshape views run on the NPU")
@@ -404,6 +432,9 @@ def lower(ctx: CompileContext, graph: Graph, fc_origins: frozenset[int]) -> Lowe
     outputs = []
     for t in graph.outputs:
         src = _host_source(graph, st, t)
+        if id(src) in graph_inputs:  # a view of an input (a RESHAPE alone): no NPU work
+            outputs.append(HostTensor(t.index, None, src.shape, 0, src.index))
+            continue
         producer = graph.producer(src)
         if producer is None or producer.op is not Op.LAYOUT:
             raise CompileError(f"{t!r}: a graph output the NPU does not write")

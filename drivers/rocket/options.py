@@ -1,13 +1,21 @@
 """Device options of the rocket driver (``rocket?key=value&...``) and how a device's files are
-opened: the kernel node, or the simulated device with the switches the options name."""
+opened: the kernel node, or the simulated device with the switches the options name.
+
+Driver options: ``fuse_add=1`` fuses each ADD into the convolution producing an operand, as Mesa
+does (``ml.PIPELINE_FUSED``); by default an ADD gets its own identity convolution, which keeps
+every result exact. Every other key is a switch of the simulated device
+(``docs/rocket-npu-model.md`` §6).
+"""
 
 from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable
+from dataclasses import dataclass
 
 from ...gallium.loader import DeviceInfo
 
+DRIVER_KEYS = ("fuse_add",)
 # DeviceOptions fields a user may set on the simulated device.
 SIM_DEVICE_KEYS = ("scheduling", "job_timeout_ns", "submit_errors", "job_errors")
 
@@ -23,9 +31,22 @@ def parse(text: str) -> dict[str, str]:
     return items
 
 
+@dataclass(frozen=True, slots=True)
+class DriverOptions:
+    fuse_add: bool = False
+
+
+def driver_options(info: DeviceInfo) -> DriverOptions:
+    options = parse(info.options)
+    fuse = options.get("fuse_add", "0")
+    if fuse not in ("0", "1"):
+        raise ValueError(f"rocket: fuse_add={fuse} (expected 0 or 1)")
+    return DriverOptions(fuse_add=fuse == "1")
+
+
 def open_file_factory(info: DeviceInfo) -> Callable[[], object]:
     """A function that opens one file of the device ``info`` describes."""
-    options = parse(info.options)
+    options = {k: v for k, v in parse(info.options).items() if k not in DRIVER_KEYS}
     if info.backend == "kernel":
         if options:
             raise ValueError(f"rocket: options {sorted(options)} apply to the simulated device")

@@ -314,6 +314,7 @@ def emit_dpu(e: _Emitter, op: ConvOperation, task: Task) -> None:
         e.emit(
             R.DPU.EW_CFG,
             EW_CVT_TYPE=cvt,
+            EW_CVT_ROUND=R.CvtRound.ROUND_HALF_UP,
             EW_DATA_MODE=1,
             EDATA_SIZE=1,
             EW_ALU_ALGO=R.AluAlgo.ALU_ADD,

@@ -4,40 +4,51 @@ Mesa computes one OUT_CVT scale and shift inline in ``rkt_regcmd.c`` (a Q1.14 ma
 float32 multiplier plus one, rocket-nvdla.md §7). We plan the whole DPU pipeline here instead,
 from the integer values the hardware uses, so that its result equals LiteRT's reference kernels
 as often as the registers allow. The hardware, as the simulator reads the registers
-(``docs/rocket-npu-model.md`` §4; ``rs`` is a rounding right shift)::
+(``docs/rocket-npu-model.md`` §4; ``rs`` is a rounding right shift, every stage saturates to
+int32)::
 
     v = sat32(A + OW) + bias_c                          CORE, then the BS stage's ALU
     BS, BN:  v = rs_away(v·m, s); v = max(v, 0); v = min(v, X)     multiplier, ReLU, ReLUX
-    EW:      v = v + rs(e·scale, shift) + offset        the fused ADD's operand e
-    OUT:     y = sat8(rs_up(v·S, sh) + offset)          CVT_ROUND = 1: half up
+    EW:      v = v + rs(e·scale, shift) + offset        (or (e + offset)·scale first)
+    OUT:     y = sat8(rs(v·S, sh) + offset)             (or (v + offset)·S first)
 
-The multiplier shifts round half away from zero (NVDLA precision.rst); the output convertor
-half up (the TRM's CVT_ROUND = 1). Operands ``m`` are signed 16-bit, ``S`` unsigned 16-bit.
+The BS/BN shifts round half away from zero (NVDLA precision.rst); EW and OUT round half up with
+CVT_ROUND = 1 (TRM). BS/BN multipliers are signed 16-bit, EW/OUT scales unsigned 16-bit. ReLUX
+acts only together with ReLU.
 
-The targets (LiteRT ``reference_ops``/``reference_integer_ops``, ``nir_tensor.kernels``):
+**The targets** (LiteRT ``reference_ops``/``reference_integer_ops``, ``nir_tensor.kernels``):
+CONV rounds twice, ``y = RDBP(h, r) + z`` with ``h = SRDHM(acc, M0)``: ``h`` rounds
+``x = acc·M0/2^31`` half up, RDBP rounds ``h/2^r`` half away from zero. FULLY_CONNECTED rounds
+once, ``y = round_away(acc·M) + z`` (``M`` in double). ADD is a table of its two 8-bit inputs.
 
-* **CONV** (double rounding): ``y = RDBP(SRDHM(acc, M0), r) + z``: a round half up of
-  ``acc·M0/2^31`` to ``h``, then a round half away of ``h/2^r``.
-* **FULLY_CONNECTED** (single rounding): ``y = round_away(acc·M) + z``, ``M`` in double.
-* **ADD**: a 256 x 256 table of the two 8-bit inputs (``add_sub_formula``).
+**Plan A, a convolution** (:func:`plan_conv`). BS adds the bias and multiplies by ``m1`` with no
+shift (exact); BN multiplies by ``m2`` and shifts by ``S``: one rounding of ``v·m1·m2/2^S``, a
+multiplier of up to 30 bits, which is ``h`` (CONV) or the result (FC). Then the output convertor
+shifts ``h`` by ``r``. That rounds ties half *up*, while RDBP rounds a negative tie down
+(away from zero): ``RDBP(h, r) = rs_up(h - [h < 0], r)``. The DPU has no sign-dependent step
+after BN, so when negative outputs are visible (the clamp's minimum is below the zero point) the
+convolution runs twice:
 
-**Plan A, a convolution** (:func:`plan_conv`). BS adds the bias and multiplies by ``m1``
-exactly (shift 0; ``m1 <= (2^31 - 1) / max|v|`` keeps ``v·m1`` in int32, the bound coming from
-the weights); BN multiplies by ``m2`` and shifts by ``S``: one rounding with the ~30-bit
-multiplier ``m1·m2/2^S``. For CONV that produces ``h`` (SRDHM's value) and the output convertor
-shifts by ``r`` (RDBP's); for FC it produces the result. A clamp ``lo = z`` is BN's ReLU, ``hi``
-its ReLUX at ``(hi - z)·2^r``; both are exact because rounding is monotone and exact on
-multiples. Differences left: RDBP rounds a negative tie away from zero, the convertor up (a
-``2^-(r+1)`` share of negative outputs), and ``m1·m2`` is not exactly ``M0`` (an error of
-``|acc|·2^-S`` in units of ``h``).
+1. the **sign pass** writes ``sat8(h·65535 + 32767)``: 127 where ``h >= 0``, -128 where
+   ``h < 0``, to a scratch feature map;
+2. the **main pass** reads it through the EW stage as ``rs_up((e + 128)·1, 8) = [h >= 0]`` and
+   the output convertor adds first: ``rs_up(h + [h >= 0] - 1 + z·2^r, r) = RDBP(h, r) + z``.
 
-**Plan B, a convolution with a fused ADD** (:func:`plan_conv_add`). The ADD needs the
-convolution's rounded and clamped result ``q_c``. BS multiplies by a 15-bit ``m`` and shifts
-(one rounding, ``q_c - z_c``); BN adds ``z_c - lo_c``, multiplies by ``K`` exactly, ReLU and
-ReLUX at ``(hi_c - lo_c)·K`` clamp it; EW adds ``(q_b - z_b)·K_b`` exactly (multiply-then-add,
-shift 0); the output convertor scales by ``S/2^sh ≈ s_c/(K·s_out)``. ``(K, K_b, S, sh)`` are
-chosen among candidates by counting, over every reachable ``(q_c, q_b)`` pair, the results that
-differ from TFLite's ADD.
+Both passes compute the same ``h``, so the result is TFLite's exactly, up to ``m1·m2/2^S`` not
+being ``M0/2^31`` (an error of ``|acc|·2^-S`` in units of ``h``, which moves ``h`` only when
+``x`` is that close to a rounding point) and to per-channel layers whose channels have
+different ``r`` (a common ``r`` is used, channel c's ``h`` is ``2^(r - r_c)`` finer, so its
+first rounding is finer than TFLite's). A clamp ``lo = z`` is BN's ReLU, ``hi`` its ReLUX at
+``(hi - z)·2^r``: both exact, rounding being monotone and exact on multiples of ``2^r``.
+
+**Plan B, an ADD** (:func:`plan_add`): ``CONV_ADD`` nodes whose convolution is an identity (the
+ADD on its own) or a real convolution (Mesa's fusion, ``fuse_add``). The ADD needs the
+convolution's rounded and clamped ``q_c``: BS multiplies by a 15-bit ``m`` and shifts (one
+rounding, exact for the identity), BN adds ``z_c - lo_c``, multiplies by ``K`` exactly and
+clamps with ReLU/ReLUX at ``(hi_c - lo_c)·K``; EW adds ``(q_b - z_b)·K_b`` exactly
+(multiply-then-add, shift 0); the output convertor scales by ``S/2^sh ≈ s_c/(K·s_out)``.
+``(K, K_b, S, sh)`` are chosen among candidates by counting, over every reachable
+``(q_c, q_b)`` pair, the results that differ from TFLite's ADD.
 """
 
 from __future__ import annotations
@@ -59,10 +70,18 @@ INT16_MAX = field_max(R.DPU.BS_MUL_CFG, "BS_MUL_OPERAND") // 2
 # OUT_CVT_SCALE and EW_OP_CVT_SCALE are unsigned (model doc §4).
 UINT16_MAX = field_max(R.DPU.OUT_CVT_SCALE, "OUT_CVT_SCALE")
 INT32_MAX = int(np.iinfo(np.int32).max)  # the DPU's data path between stages
+INT8_MIN, INT8_MAX = int(np.iinfo(np.int8).min), int(np.iinfo(np.int8).max)
 MAX_MUL_SHIFT = field_max(R.DPU.BS_MUL_CFG, "BS_MUL_SHIFT_VALUE")
 MAX_CVT_SHIFT = field_max(R.DPU.EW_CVT_SCALE_VALUE, "EW_OP_CVT_SHIFT")
-# Plan A tries this many values of m1 (the largest allowed and below) per channel.
-M1_CANDIDATES = 256
+# Output values span 256 codes: an h beyond 256·2^r saturates whatever its exact value.
+OUTPUT_CODES = 256
+# The sign pass: scale and offset that send h >= 0 to 127 and h < 0 to -128; the main pass
+# reads (e - INT8_MIN) >> 8, which is 1 for 127 and 0 for -128.
+SIGN_SCALE = UINT16_MAX
+SIGN_OFFSET = UINT16_MAX // 2
+SIGN_SHIFT = 8
+# Plan A tries this many values of m1 (the largest allowed and below) per distinct channel.
+M1_CANDIDATES = 4096
 # Plan B tries this many values of K below the largest allowed.
 K_CANDIDATES = 24
 
@@ -86,6 +105,11 @@ class Scales:
     real: np.ndarray  # float64 (C,)
     right: np.ndarray  # int64 (C,)
 
+    @property
+    def multiplier(self) -> np.ndarray:
+        """The whole real multiplier per channel."""
+        return self.real * np.exp2(-self.right.astype(np.float64))
+
 
 def conv_scales(s_in: float, s_w: np.ndarray, s_out: float, *, float_product: bool) -> Scales:
     """``GetQuantizedConvolutionMultipler`` (uint8: the scale product in float32) or
@@ -108,12 +132,31 @@ def fc_scales(s_in: float, s_w: np.ndarray, s_out: float) -> Scales:
     return Scales(Rounding.SINGLE, real, np.zeros(len(real), dtype=np.int64))
 
 
+@dataclass(frozen=True, slots=True)
+class EwPlan:
+    """The EW operand conversion and the clamp after the addition."""
+
+    scale: int
+    shift: int
+    offset: int
+    add_first: bool
+    relu: bool = False
+    relux: int | None = None
+
+    def stage(self, operand: FeatureMap) -> EwStage:
+        return EwStage(
+            operand, self.offset, self.scale, self.shift, self.add_first, self.relu, self.relux
+        )
+
+
 @dataclass(frozen=True, slots=True, eq=False)
 class Plan:
-    """The DPU stages of one convolution and the per-channel words their RDMAs read.
+    """The DPU stages of one pass and the per-channel words their RDMAs read.
 
     ``bs_words``/``bn_words`` are int32 arrays (C, 1) or (C, 2): the ALU operand and/or the
     multiplier word of each channel, as BRDMA/NRDMA ``DATA_USE`` 1, 2 or 3 lay them out.
+    ``ew`` converts the pass's EW operand (the other ADD input, or the sign map);
+    ``sign`` is the output convertor of the sign pass that must run first, if any.
     """
 
     bs: DpuStage
@@ -122,19 +165,11 @@ class Plan:
     bs_words: np.ndarray | None
     bn_words: np.ndarray | None
     ew: EwPlan | None = None
+    sign: OutputConvert | None = None
 
 
-@dataclass(frozen=True, slots=True)
-class EwPlan:
-    """The EW operand conversion (multiply-then-add, shift 0) and the ADD's clamp."""
-
-    scale: int
-    offset: int
-    relu: bool
-    relux: int | None
-
-    def stage(self, operand: FeatureMap) -> EwStage:
-        return EwStage(operand, self.offset, self.scale, 0, False, self.relu, self.relux)
+class PlanError(ValueError):
+    """A requantization the DPU cannot express (one-line reason)."""
 
 
 def _words(columns: list[np.ndarray]) -> np.ndarray:
@@ -146,19 +181,38 @@ def _common(values: np.ndarray) -> int | None:
     return int(values[0]) if bool((values == values[0]).all()) else None
 
 
-class PlanError(ValueError):
-    """A requantization the DPU cannot express (one-line reason)."""
-
-
 def _best_pairs(target: np.ndarray, m1_max: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Per channel, (m1 <= m1_max, m2 <= INT16_MAX) with m1·m2 closest to ``target``."""
-    offsets = np.arange(M1_CANDIDATES)
-    m1 = np.maximum(m1_max[:, None] - offsets[None, :], 1)
-    m2 = np.clip(np.rint(target[:, None] / m1), 0, INT16_MAX)
-    err = np.abs(m1 * m2 - target[:, None])
+    """Per channel, (m1 <= m1_max, m2 <= INT16_MAX) with m1·m2 closest to ``target``: every
+    m1 of the feasible range (up to M1_CANDIDATES of them, the largest), once per distinct
+    (target, m1_max)."""
+    rows, inverse = np.unique(np.stack([target, m1_max]), axis=1, return_inverse=True)
+    t, hi = rows[0], rows[1].astype(np.int64)
+    lo = np.maximum(np.ceil(t / INT16_MAX).astype(np.int64), 1)
+    lo = np.maximum(lo, hi - M1_CANDIDATES + 1)
+    m1 = hi[:, None] - np.arange(M1_CANDIDATES)[None, :]
+    m1 = np.where(m1 >= lo[:, None], m1, hi[:, None])
+    m2 = np.clip(np.rint(t[:, None] / m1), 0, INT16_MAX)
+    err = np.abs(m1 * m2 - t[:, None])
     pick = np.argmin(err, axis=1)
-    rows = np.arange(len(target))
-    return m1[rows, pick].astype(np.int64), m2[rows, pick].astype(np.int64)
+    at = np.arange(len(t))
+    best1, best2 = m1[at, pick].astype(np.int64), m2[at, pick].astype(np.int64)
+    inverse = inverse.reshape(-1)
+    return best1[inverse], best2[inverse]
+
+
+def _pairs(real: np.ndarray, m1_max: np.ndarray, shift: int) -> tuple[int, np.ndarray, np.ndarray]:
+    """(S, m1, m2) for ``m1·m2/2^S ≈ real``: of the largest feasible shift and the two below,
+    the one with the smallest relative error (a slightly smaller S leaves room for better
+    factor pairs)."""
+    best = None
+    for s in range(shift, max(shift - 3, -1), -1):
+        target = real * 2.0**s
+        m1, m2 = _best_pairs(target, m1_max)
+        live = target > 0
+        err = float(np.max(np.abs(m1 * m2 - target)[live] / target[live], initial=0.0))
+        if best is None or err < best[0]:
+            best = (err, s, m1, m2)
+    return best[1], best[2], best[3]
 
 
 def plan_conv(
@@ -177,40 +231,47 @@ def plan_conv(
     r = int(right.max(initial=0))
     # A common output shift r: channel c's h is computed 2^(r - r_c) finer (per-channel only).
     real = real * np.exp2(r - right)
-    m1_max = np.clip(INT32_MAX // np.maximum(v_bound, 1), 1, INT16_MAX).astype(np.int64)
+    # Beyond OUTPUT_CODES·2^r, h saturates the output however BS saturates: only the range
+    # below that must stay exact in int32.
+    useful = np.ceil((OUTPUT_CODES << r) / np.maximum(real, 1e-300)) + 1
+    bound = np.minimum(v_bound, useful)
+    m1_max = np.clip(INT32_MAX // np.maximum(bound, 1), 1, INT16_MAX).astype(np.int64)
     live = real > 0
+    shift = 0
     if live.any():
         room = np.min(INT16_MAX * m1_max[live] / real[live])
         shift = min(MAX_MUL_SHIFT, math.floor(math.log2(room)))
-    else:
-        shift = 0
     if shift < 0:
         raise PlanError(f"requantization multiplier {real.max():.4g} too large for the DPU")
-    m1, m2 = _best_pairs(real * 2.0**shift, m1_max)
+    shift, m1, m2 = _pairs(real, m1_max, shift)
     if lo is not None and lo != 0:
         raise PlanError(f"activation minimum {lo} LSB from the zero point (only ReLU's 0)")
+    if hi is not None and lo is None:
+        raise PlanError("an activation maximum without ReLU (ReLUX acts only after ReLU)")
     relux = None if hi is None else hi << r
     c1, c2 = _common(m1), _common(m2)
     bs = DpuStage(alu_memory=True, mul=c1, mul_memory=c1 is None)
     bn = DpuStage(mul=c2, mul_memory=c2 is None, mul_shift=shift, relu=lo is not None, relux=relux)
-    bs_cols = [bias] + ([m1] if c1 is None else [])
+    bs_words = _words([bias] + ([m1] if c1 is None else []))
     bn_words = _words([m2]) if c2 is None else None
-    out = OutputConvert(offset=zero_point, scale=1, shift=r, round_half_up=True)
-    return Plan(bs, bn, out, _words(bs_cols), bn_words)
+    negative_visible = lo is None and zero_point > INT8_MIN
+    if r == 0 or not negative_visible:
+        out = OutputConvert(offset=zero_point, scale=1, shift=r, round_half_up=True)
+        return Plan(bs, bn, out, bs_words, bn_words)
+    sign = OutputConvert(offset=SIGN_OFFSET, scale=SIGN_SCALE, shift=0)
+    ew = EwPlan(scale=1, shift=SIGN_SHIFT, offset=-INT8_MIN, add_first=True)
+    out = OutputConvert(
+        offset=(zero_point << r) - 1, scale=1, shift=r, add_first=True, round_half_up=True
+    )
+    return Plan(bs, bn, out, bs_words, bn_words, ew, sign)
 
 
-def _rs(v: np.ndarray, n: int, mode: str) -> np.ndarray:
-    """A rounding right shift as the DPU does it (model doc §4 ``rshift``)."""
-    if n <= 0:
-        return v
-    half = 1 << (n - 1)
-    if mode == "up":
-        return (v + half) >> n
-    mag = (np.abs(v) + half) >> n
-    return np.where(v < 0, -mag, mag)
+def _rs_up(v: np.ndarray, n: int) -> np.ndarray:
+    """The output convertor's rounding right shift (CVT_ROUND = 1: half up)."""
+    return (v + (1 << (n - 1))) >> n if n > 0 else v
 
 
-def plan_conv_add(
+def plan_add(
     conv_real: np.ndarray,
     bias: np.ndarray,
     *,
@@ -242,7 +303,6 @@ def plan_conv_add(
     cm = _common(m)
     bs = DpuStage(alu_memory=True, mul=cm, mul_memory=cm is None, mul_shift=s1)
     bs_words = _words([bias] + ([m] if cm is None else []))
-
     qc = np.arange(conv_lo, conv_hi + 1, dtype=np.int64)[:, None]
     qb = np.arange(qmin, qmax + 1, dtype=np.int64)[None, :]
     want = target(qc, qb)
@@ -253,47 +313,61 @@ def plan_conv_add(
     relu = add_lo > qmin
     if relu and add_lo != out_zero:
         raise PlanError(f"ADD activation minimum {add_lo} is not the zero point {out_zero}")
-    best: tuple[int, tuple] | None = None
-    for k in range(k_max, max(k_max - K_CANDIDATES, 0), -1):
-        kb = round(k * ratio)
-        if kb > UINT16_MAX:
-            continue
-        real = conv_scale / (k * out_scale)
-        sh = min(MAX_CVT_SHIFT, math.floor(math.log2(UINT16_MAX / real)))
+    if add_hi < qmax and not relu:
+        raise PlanError("an ADD activation maximum without ReLU (ReLUX acts only after ReLU)")
+    best: tuple[int, tuple[int, int, int, int]] | None = None
+    for k, kb, scale, sh in _add_candidates(conv_scale / out_scale, other_scale / out_scale, k_max):
         v = (qc - conv_zero) * k + (qb - other_zero) * kb
         if relu:
             v = np.maximum(v, 0)
-        for scale in {round(real * 2.0**sh), math.floor(real * 2.0**sh)}:
-            if not 0 < scale <= UINT16_MAX:
-                continue
-            y = np.clip(_rs(v * scale, sh, "up") + out_zero - offset, -128, 127) + offset
-            y = np.minimum(y, add_hi)
-            wrong = int(np.count_nonzero(y != want))
-            if best is None or wrong < best[0]:
-                best = (wrong, (k, kb, scale, sh))
-        if best is not None and best[0] == 0:
+        y = np.clip(_rs_up(v * scale, sh) + out_zero - offset, INT8_MIN, INT8_MAX) + offset
+        wrong = int(np.count_nonzero(np.minimum(y, add_hi) != want))
+        if best is None or wrong < best[0]:
+            best = (wrong, (k, kb, scale, sh))
+        if wrong == 0:
             break
     if best is None:
         raise PlanError("no ADD scaling fits the DPU's operand widths")
     k, kb, scale, sh = best[1]
     bn = DpuStage(
-        alu=conv_zero - conv_lo,
-        mul=k,
-        mul_shift=0,
-        relu=True,
-        relux=(conv_hi - conv_lo) * k,
+        alu=conv_zero - conv_lo, mul=k, mul_shift=0, relu=True, relux=(conv_hi - conv_lo) * k
     )
-    relux = None
-    if add_hi < qmax:  # the largest sum whose output is still <= add_hi
-        relux = _largest_below(scale, sh, add_hi - out_zero)
-    ew = EwPlan(kb, (offset - other_zero) * kb + (conv_lo - conv_zero) * k, relu, relux)
+    relux = _largest_below(scale, sh, add_hi - out_zero) if add_hi < qmax else None
+    ew_offset = (offset - other_zero) * kb + (conv_lo - conv_zero) * k
+    ew = EwPlan(kb, 0, ew_offset, add_first=False, relu=relu, relux=relux)
     out = OutputConvert(offset=out_zero - offset, scale=scale, shift=sh, round_half_up=True)
     return Plan(bs, bn, out, bs_words, None, ew)
 
 
+def _add_candidates(a: float, b: float, k_max: int) -> list[tuple[int, int, int, int]]:
+    """(K, K_b, S, sh) with the smallest worst-case error over the input range,
+    ``|K·S/2^sh - a| + |K_b·S/2^sh - b|`` (``a = s_c/s_out``, ``b = s_b/s_out``), best first:
+    the K_CANDIDATES that plan B then counts exactly. Every K up to ``k_max`` is scored."""
+    k = np.arange(1, k_max + 1, dtype=np.float64)
+    sh = np.minimum(MAX_CVT_SHIFT, np.floor(np.log2(UINT16_MAX * k / a)))
+    rows = []
+    for s_round in (np.floor, np.ceil):
+        scale = s_round(a / k * np.exp2(sh))
+        for kb_round in (np.floor, np.ceil):
+            kb = kb_round(k * b / a)
+            unit = scale * np.exp2(-sh)
+            err = np.abs(k * unit - a) + np.abs(kb * unit - b)
+            ok = (scale >= 1) & (scale <= UINT16_MAX) & (kb <= UINT16_MAX) & (kb >= 0)
+            rows.append((np.where(ok, err, np.inf), kb, scale))
+    errs = np.stack([r[0] for r in rows])
+    pick = np.argsort(errs, axis=None)[:K_CANDIDATES]
+    out = []
+    for flat in pick:
+        which, i = divmod(int(flat), len(k))
+        if not np.isfinite(errs[which, i]):
+            break
+        out.append((i + 1, int(rows[which][1][i]), int(rows[which][2][i]), int(sh[i])))
+    return out
+
+
 def _largest_below(scale: int, sh: int, limit: int) -> int:
     """The largest v with rs_up(v·scale, sh) <= limit."""
-    # rs_up(v·S, sh) = floor((v·S + 2^(sh-1)) / 2^sh) <= limit  <=>  v·S < (limit + 1)·2^sh - half
+    # rs_up(v·S, sh) = floor((v·S + half) / 2^sh) <= limit  <=>  v·S < (limit + 1)·2^sh - half
     half = (1 << (sh - 1)) if sh > 0 else 0
     bound = ((limit + 1) << sh) - half
     return -(-bound // scale) - 1

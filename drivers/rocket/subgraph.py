@@ -186,14 +186,23 @@ def _pipe_from(d: dict) -> PipeTensor:
 
 
 def _host_json(h: HostTensor) -> dict:
-    fm = dataclasses.asdict(h.fm)
-    return {"index": h.index, "fm": fm, "shape": list(h.shape), "offset": h.offset}
+    fm = None if h.fm is None else dataclasses.asdict(h.fm)
+    return {
+        "index": h.index,
+        "fm": fm,
+        "shape": list(h.shape),
+        "offset": h.offset,
+        "source": h.source,
+    }
 
 
 def _host_from(d: dict) -> HostTensor:
-    fm = dict(d["fm"])
-    fm["ref"] = BufferRef(**fm["ref"])
-    return HostTensor(d["index"], FeatureMap(**fm), tuple(d["shape"]), d["offset"])
+    fm = None
+    if d["fm"] is not None:
+        fields = dict(d["fm"])
+        fields["ref"] = BufferRef(**fields["ref"])
+        fm = FeatureMap(**fields)
+    return HostTensor(d["index"], fm, tuple(d["shape"]), d["offset"], d["source"])
 
 
 def serialize(program: Program) -> bytes:

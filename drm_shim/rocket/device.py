@@ -53,6 +53,7 @@ class JobRecord:
     status: str  # "ok", "fault", "timeout" or "dependency"
     message: str
     errno: int  # what PREP_BO reports for the job's out-BOs (0 when ok)
+    cause: str  # the fault or timeout a failure started from (this job's, or a dependency's)
     macs: int
     bytes_read: Mapping[str, int]
     bytes_written: Mapping[str, int]
@@ -358,6 +359,7 @@ class SimulatedRocketFile:
         soc_ = self.device.soc
         t = start + int(soc_.job_overhead_us * NS_PER_US)
         status, message, err = "ok", "", 0
+        cause = ""
         macs = 0
         reads: Counter = Counter()
         writes: Counter = Counter()
@@ -390,8 +392,8 @@ class SimulatedRocketFile:
             failed = [r for r in deps.values() if r.errno]
             if failed:
                 first = min(failed, key=lambda r: r.index)
-                status, err = "dependency", first.errno
-                message = f"job {index} depends on job {first.index}, which failed: {first.message}"
+                status, err, cause = "dependency", first.errno, first.cause
+                message = f"job {index} depends on failed job {first.index}; first failure: {cause}"
         record = JobRecord(
             index=index,
             core=core_index,
@@ -399,6 +401,7 @@ class SimulatedRocketFile:
             status=status,
             message=message,
             errno=err,
+            cause=cause or message,
             macs=macs,
             bytes_read=MappingProxyType(dict(reads)),
             bytes_written=MappingProxyType(dict(writes)),

@@ -121,7 +121,12 @@ class AddressSpace:
                 "iommu",
                 f"IOMMU fault: {what} {'write' if writeable else 'read'} of {extent} bytes at "
                 f"{address:#010x}..{address + extent - 1:#010x}: "
-                + (self.describe(address) if bo is None else self.describe(bo.end)),
+                + (
+                    self.describe(address)
+                    if bo is None
+                    else f"runs {address + extent - bo.end:#x} bytes past the end of BO "
+                    f"{bo.handle} ({bo.iova:#x}+{bo.mapped_size:#x})"
+                ),
             )
         offset = address - bo.iova
         base = bo.data[offset : offset + extent]

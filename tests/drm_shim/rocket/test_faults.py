@@ -175,4 +175,5 @@ def test_a_failed_job_fails_its_dependents(rk, sim):
     first, second = sim.file.job_counters()
     assert (first.status, second.status) == ("fault", "dependency")
     assert "below the first BO" in first.message
-    assert "depends on job 0" in second.message
+    assert second.message.startswith("job 1 depends on failed job 0; first failure: job 0 task 0")
+    assert second.cause == first.message

@@ -9,7 +9,7 @@ import importlib
 import os
 import sys
 
-COMMANDS = ("inspect", "check", "demo", "run", "sweep", "regs", "dump", "graph")
+COMMANDS = ("inspect", "check", "demo", "run", "profile", "sweep", "regs", "dump", "graph")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,0 +1,296 @@
+"""The cost model: estimated NPU cycles per job, from what the device measured and the SoC row.
+
+Shaped like Vela's ``npu_performance.py``: a small frozen :class:`PerformanceQuery` goes in,
+a :class:`CycleCost` comes out of one pure function, :func:`estimate`, and the same call serves
+the per-layer report (``teflon profile``), the delegate's ``hardware ms`` column and the
+ablations. There is no constant in this module: every rate and fixed cost is a field of the SoC
+row (``util/soc.py``) with its source, read once into :class:`HardwareFacts`.
+
+Per job::
+
+    compute  = MACs / (cores used x MACs per cycle per core)       (MAC units: NN, CNA)
+             = elements / (cores used x elements per cycle per core) (TP units)
+    dram     = (bytes read + bytes written) x clock / sustained DRAM bandwidth
+    sram     = bytes served by the on-chip SRAM / SRAM bytes per cycle
+    overhead = job fixed cost + tasks x (task fixed cost + DRAM latency)
+    cycles   = max(compute, dram, sram) + overhead
+
+and the bound is the largest of the three (``overhead`` when the fixed costs outweigh them).
+All divisions round up, so cycles are integers and sums are exact. Jobs overlap across cores as
+their buffers allow (:mod:`util.schedule`); each subgraph invoke adds the submission cost.
+
+What the model is not: a cycle-accurate simulator. It has no tiling or burst model, and it
+believes the counters. Inputs the devices do not report yet become named :class:`Unknown`
+entries on the query (for example the MACs a zero-skipping NN core would skip), and the
+estimate says which ones it went without.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from ..gallium.device import JobCounters
+from .schedule import Schedule, Slot, schedule
+from .soc import SOCS, EtnavivNpu, Soc
+
+US_PER_S = 1_000_000
+
+
+class Bound(enum.Enum):
+    """What limits a job: the larger of its compute and memory times, or its fixed costs."""
+
+    COMPUTE = "compute"
+    DRAM = "dram"
+    SRAM = "sram"
+    OVERHEAD = "overhead"
+
+
+class Engine(enum.Enum):
+    MAC = "mac"  # a MAC array: compute time from MACs
+    STREAM = "stream"  # a data mover (etnaviv TP): compute time from elements moved
+
+
+class JobKind(enum.Enum):
+    """The job types drivers report in ``JobCounters.kind``; each carries its engine."""
+
+    NN = ("nn", Engine.MAC)  # etnaviv NN unit instruction
+    TP = ("tp", Engine.STREAM)  # etnaviv TP unit instruction
+    CONV = ("conv", Engine.MAC)  # rocket CNA+CORE+DPU job, direct convolution
+    DEPTHWISE = ("depthwise", Engine.MAC)
+    ADD = ("add", Engine.MAC)
+    FC = ("fc", Engine.MAC)
+
+    def __init__(self, label: str, engine: Engine) -> None:
+        self.label = label
+        self.engine = engine
+
+    @classmethod
+    def parse(cls, text: str) -> JobKind | None:
+        for kind in cls:
+            if kind.label == text:
+                return kind
+        return None
+
+
+class Unknown(enum.Enum):
+    """Inputs the model would use but the counters do not (yet) provide."""
+
+    KIND = "job kind not reported: inferred from the MAC count"
+    NONZERO_MACS = "zero skipping not modelled: no count of MACs with a non-zero weight"
+    BUFFERS = "buffers not reported: jobs assumed to run one after the other"
+
+
+@dataclass(frozen=True, slots=True)
+class HardwareFacts:
+    """The SoC row's cost fields in the units the model uses (cycles, bytes)."""
+
+    soc: str
+    clock_hz: int
+    compute_cores: int
+    macs_per_cycle_per_core: int
+    stream_cores: int
+    stream_elements_per_cycle_per_core: int
+    dram_bytes_per_s: int
+    sram_bytes_per_cycle: int
+    zero_skipping: bool
+    submit_cycles: int
+    job_cycles: int
+    task_cycles: int
+    latency_cycles: int
+
+    @classmethod
+    def from_soc(cls, row: Soc) -> HardwareFacts:
+        npu = row.npu
+        etna = isinstance(npu, EtnavivNpu)
+        clock = row.npu_clock_hz
+        return cls(
+            soc=row.name,
+            clock_hz=clock,
+            compute_cores=npu.compute_cores,
+            macs_per_cycle_per_core=npu.macs_per_cycle_per_core,
+            stream_cores=npu.tp_cores if etna else 0,
+            stream_elements_per_cycle_per_core=npu.tp_bytes_per_cycle if etna else 0,
+            dram_bytes_per_s=row.dram_bytes_per_s,
+            sram_bytes_per_cycle=row.sram_bytes_per_cycle,
+            zero_skipping=npu.zero_skipping if etna else False,
+            submit_cycles=us_to_cycles(row.submit_overhead_us, clock),
+            job_cycles=us_to_cycles(row.job_overhead_us, clock),
+            task_cycles=us_to_cycles(row.task_overhead_us, clock),
+            latency_cycles=ceil_div(row.dram_latency_ns * clock, 1_000_000_000),
+        )
+
+    @property
+    def peak_macs_per_cycle(self) -> int:
+        """MACs per cycle of the whole NPU."""
+        return self.compute_cores * self.macs_per_cycle_per_core
+
+    def cycles_to_ms(self, cycles: int) -> float:
+        return cycles * 1e3 / self.clock_hz
+
+
+@dataclass(frozen=True, slots=True)
+class PerformanceQuery:
+    """One job as the cost model sees it (built by :func:`query_from_counters`)."""
+
+    kind: JobKind
+    macs: int  # MACs the hardware performed (counted by the device)
+    elements: int  # elements a streaming unit moved (its output bytes for int8)
+    dram_bytes: int  # read + written, every buffer role
+    sram_bytes: int  # served by the on-chip SRAM instead of DRAM
+    cores: int  # cores the job ran on
+    tasks: int
+    nonzero_macs: int | None = None  # MACs with a non-zero weight, when the device counts them
+    unknowns: frozenset[Unknown] = frozenset()
+
+
+@dataclass(frozen=True, slots=True)
+class CycleCost:
+    """Estimated cycles of one job, split by cause."""
+
+    compute: int
+    dram: int
+    sram: int
+    overhead: int
+    macs: int
+    peak_macs_per_cycle: int  # of the cores the job ran on
+
+    @property
+    def busy(self) -> int:
+        """The limiting one of compute, DRAM and SRAM time (they overlap)."""
+        return max(self.compute, self.dram, self.sram)
+
+    @property
+    def total(self) -> int:
+        return self.busy + self.overhead
+
+    @property
+    def bound(self) -> Bound:
+        if self.overhead > self.busy:
+            return Bound.OVERHEAD
+        # Ties go to the first: compute, then DRAM, then SRAM.
+        parts = ((self.compute, Bound.COMPUTE), (self.dram, Bound.DRAM), (self.sram, Bound.SRAM))
+        return max(parts, key=lambda p: p[0])[1]
+
+    @property
+    def utilisation(self) -> float:
+        """MACs done over MACs the job's cores could have done in its cycles."""
+        if not self.total or not self.peak_macs_per_cycle:
+            return 0.0
+        return self.macs / (self.peak_macs_per_cycle * self.total)
+
+
+def ceil_div(a: int, b: int) -> int:
+    return -(-a // b)
+
+
+def us_to_cycles(us: float, clock_hz: int) -> int:
+    return round(us * clock_hz / US_PER_S)
+
+
+def estimate(query: PerformanceQuery, hw: HardwareFacts) -> CycleCost:
+    """The estimated cycles of one job: max(compute, DRAM, SRAM) + fixed costs. Pure."""
+    cores = max(query.cores, 1)
+    if query.kind.engine is Engine.STREAM:
+        rate = cores * hw.stream_elements_per_cycle_per_core
+        compute = ceil_div(query.elements, rate) if rate else 0
+        peak = 0
+    else:
+        peak = cores * hw.macs_per_cycle_per_core
+        done = query.macs
+        if hw.zero_skipping and query.nonzero_macs is not None:
+            done = query.nonzero_macs
+        compute = ceil_div(done, peak)
+    dram = ceil_div(query.dram_bytes * hw.clock_hz, hw.dram_bytes_per_s)
+    sram = ceil_div(query.sram_bytes, hw.sram_bytes_per_cycle)
+    overhead = hw.job_cycles + query.tasks * (hw.task_cycles + hw.latency_cycles)
+    return CycleCost(compute, dram, sram, overhead, query.macs, peak)
+
+
+def infer_kind(counters: JobCounters, row: Soc) -> tuple[JobKind, bool]:
+    """The job kind the driver reported, or a guess (and whether it is one)."""
+    kind = JobKind.parse(counters.kind)
+    if kind is not None:
+        return kind, False
+    if isinstance(row.npu, EtnavivNpu):
+        return (JobKind.NN if counters.macs else JobKind.TP), True
+    return JobKind.CONV, True
+
+
+def query_from_counters(counters: JobCounters, row: Soc) -> PerformanceQuery:
+    """The query for one measured job. Every byte the device reports in ``bytes_read`` and
+    ``bytes_written`` went to DRAM; ``sram_hits`` are the bytes the SRAM served instead."""
+    kind, guessed = infer_kind(counters, row)
+    unknowns = {Unknown.KIND} if guessed else set()
+    nonzero = counters.extra.get("nonzero_macs")
+    skips = isinstance(row.npu, EtnavivNpu) and row.npu.zero_skipping
+    if kind.engine is Engine.MAC and nonzero is None and skips:
+        unknowns.add(Unknown.NONZERO_MACS)
+    if not counters.reads and not counters.writes:
+        unknowns.add(Unknown.BUFFERS)
+    return PerformanceQuery(
+        kind=kind,
+        macs=counters.macs,
+        elements=sum(counters.bytes_written.values()),
+        dram_bytes=sum(counters.bytes_read.values()) + sum(counters.bytes_written.values()),
+        sram_bytes=counters.sram_hits,
+        cores=len(counters.cores),
+        tasks=counters.tasks,
+        nonzero_macs=nonzero,
+        unknowns=frozenset(unknowns),
+    )
+
+
+def device_soc(device: str) -> Soc | None:
+    """The SoC row of a device name (``etnaviv:a311d?sram=off``, ``rocket:rk3588@/dev/...``,
+    ``rocket``); None for devices without one (``reference``)."""
+    name = device.partition("?")[0].partition("@")[0]
+    driver, _, soc_name = name.partition(":")
+    if soc_name in SOCS and SOCS[soc_name].driver == driver:
+        return SOCS[soc_name]
+    rows = [r for r in SOCS.values() if r.driver == driver]
+    if not soc_name and rows:
+        return rows[0]  # the driver's default SoC is listed first
+    return None
+
+
+@dataclass(frozen=True, slots=True)
+class InvokeEstimate:
+    """One subgraph invoke: every job's query and cost, their overlap, and the submission."""
+
+    hw: HardwareFacts
+    queries: tuple[PerformanceQuery, ...]
+    costs: tuple[CycleCost, ...]
+    schedule: Schedule
+    submit_cycles: int
+
+    @property
+    def cycles(self) -> int:
+        """Wall cycles of the invoke: the overlapped jobs plus the submission."""
+        return self.schedule.makespan + self.submit_cycles
+
+    @property
+    def busy_cycles(self) -> int:
+        """The jobs' cycles one after the other (no overlap) plus the submission."""
+        return sum(c.total for c in self.costs) + self.submit_cycles
+
+    @property
+    def ms(self) -> float:
+        return self.hw.cycles_to_ms(self.cycles)
+
+    @property
+    def unknowns(self) -> frozenset[Unknown]:
+        return frozenset(u for q in self.queries for u in q.unknowns)
+
+
+def estimate_invoke(counters: Sequence[JobCounters], row: Soc) -> InvokeEstimate:
+    """The estimate for one invoke's counters on ``row`` (no jobs: just the submission)."""
+    hw = HardwareFacts.from_soc(row)
+    queries = tuple(query_from_counters(c, row) for c in counters)
+    costs = tuple(estimate(q, hw) for q in queries)
+    slots = [
+        Slot(cost.total, tuple(c.cores), tuple(c.reads), tuple(c.writes))
+        for c, cost in zip(counters, costs, strict=True)
+    ]
+    return InvokeEstimate(hw, queries, costs, schedule(slots), hw.submit_cycles)

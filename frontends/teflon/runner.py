@@ -4,8 +4,8 @@ Each model of a chain gets its own delegate (so its stats are its own) and an in
 CPU kernels are ``ref`` (BUILTIN_REF, the default, so unclaimed nodes are exact too), ``builtin``
 or ``xnnpack``. The first model's input is an image or a seeded random tensor; each later model
 takes the previous one's first output (the classic MobileNet v1 is an embedding extractor
-chained into a head). Results carry the delegate's per-partition host times; the hardware time
-estimate is a hook (:func:`delegate.estimated_hardware_ms`) until the cost model exists.
+chained into a head). Results carry the delegate's per-partition host times and the cost
+model's hardware time estimate (:func:`delegate.estimated_hardware_ms`).
 """
 
 from __future__ import annotations
@@ -194,7 +194,7 @@ def format_stage(result: StageResult) -> str:
     for p in stats.partitions:
         nodes = p.node_ids
         span = f"{nodes[0]}" if len(nodes) == 1 else f"{nodes[0]}..{nodes[-1]} ({len(nodes)})"
-        estimate = estimated_hardware_ms(p)
+        estimate = estimated_hardware_ms(p, stats.device)
         hw = "n/a" if estimate is None else f"{estimate:.3f}"
         lines.append(f"{p.number:>9} {span:<16} {p.last_invoke_ms:>9.3f} {hw:>12}")
         delegated_ms += p.last_invoke_ms
@@ -206,7 +206,10 @@ def format_stage(result: StageResult) -> str:
 
 def estimate_note(results: Sequence[StageResult]) -> str | None:
     """Why the hardware column is empty, once per report."""
-    parts = [p for r in results for p in r.stats.partitions]
-    if any(estimated_hardware_ms(p) is None for p in parts):
-        return "hardware ms: n/a until the cost model lands (delegate.estimated_hardware_ms)"
+    parts = [(p, r.stats.device) for r in results for p in r.stats.partitions]
+    if any(estimated_hardware_ms(p, device) is None for p, device in parts):
+        return (
+            "hardware ms: n/a where the device has no SoC row for the cost model or reports no "
+            "counters (teflon profile shows the estimate per layer)"
+        )
     return None

@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ....gallium.device import JobCounters
+from ....util.performance import device_soc, estimate_invoke
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,10 +34,13 @@ class DelegateStats:
     abi_problem: str | None  # why the last Prepare refused the runtime, if it did
 
 
-def estimated_hardware_ms(partition: PartitionStats) -> float | None:
-    """The hardware time the cost model estimates for the partition's last invoke.
-
-    Hook for the cost model (not written yet): it will turn ``partition.counters`` (MACs, bytes
-    moved, per job) into time for the device's SoC. Until then there is no estimate: None.
-    """
-    return None
+def estimated_hardware_ms(partition: PartitionStats, device: str | None = None) -> float | None:
+    """The hardware time the cost model (``util/performance.py``) estimates for the partition's
+    last invoke on ``device`` (a delegate's ``DelegateStats.device``): the device's per-job
+    counters through the SoC row of the chip it runs or simulates. None when there is no
+    estimate: no device named, a device without a SoC row (``reference``), or no counters (a
+    kernel device measures nothing)."""
+    row = device_soc(device) if device else None
+    if row is None or not partition.counters:
+        return None
+    return estimate_invoke(partition.counters, row).ms

@@ -25,6 +25,7 @@ from .ml_nn import (
     MAX_PADDING,
     SIGNED_OFFSET,
     UINT8_MAX,
+    copy_scale_ok,
     plane_shape,
     representable_scale,
 )
@@ -230,7 +231,7 @@ def rule_clamp(op: PipeMlOperation, target: NpuTarget) -> str | None:
     below the output zero point."""
     t_in, t_out = op.inputs[0], op.outputs[0]
     ratio = t_in.scale / t_out.scale
-    if not (tp_scale_ok(ratio) or representable_scale(ratio, target.version)):
+    if not (tp_scale_ok(ratio) or copy_scale_ok(ratio, target.version)):
         return f"input/output scale ratio {ratio:.3g}"
     lo, hi = op.params.lo, op.params.hi
     if hi < t_out.zero_point or min(hi + _hw(t_out) - t_out.zero_point, UINT8_MAX) < 0:
@@ -260,7 +261,7 @@ def rule_concat_scales(op: PipeMlOperation, target: NpuTarget) -> str | None:
         if t.is_constant:
             return "a constant part"
         ratio = t.scale / out.scale
-        nn = op.params.axis == 3 and representable_scale(ratio, target.version)
+        nn = op.params.axis == 3 and copy_scale_ok(ratio, target.version)
         if not (tp_scale_ok(ratio) or nn):
             return f"part scale ratio {ratio:.3g}"
     return None
@@ -327,10 +328,14 @@ def operation_supported(op: PipeMlOperation, target: NpuTarget) -> str | None:
 
 def support_markdown() -> str:
     """The support table of ``docs/etnaviv.md``, from the rules' docstrings."""
+    def doc(rules) -> str:
+        return "<br>".join(" ".join(r.__doc__.split()) for r in rules)
+
     lines = ["| operation | rules (all must hold) |", "|---|---|"]
+    lines.append(f"| every supported operation | {doc(COMMON)} |")
     for op_type, rules in RULES.items():
-        text = "<br>".join(" ".join(r.__doc__.split()) for r in rules)
-        lines.append(f"| {op_type.name} | {text} |")
+        own = [r for r in rules if r not in COMMON]
+        lines.append(f"| {op_type.name} | {doc(own) if own else 'always'} |")
     others = sorted(t.name for t in OpType if t not in RULES)
     lines.append(f"| {', '.join(others)} | refused: no NN or TP job (they run on the CPU) |")
     return "\n".join(lines)

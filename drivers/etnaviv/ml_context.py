@@ -209,7 +209,7 @@ class EtnaContext(MlContext):
         (the simulated device does; a kernel only logs to dmesg)."""
         log = getattr(self.drm, "fault_log", None)
         lines = [x for x in (log() if log else []) if "warning" not in x]
-        detail = lines[-1] if lines else f"errno {e.errno}"
+        detail = lines[-1].removeprefix("etnaviv: ") if lines else f"errno {e.errno}"
         return f"etnaviv: {describe_error(e)}: {detail}"
 
     def _read_counters(self, sub: EtnaSubgraph) -> list[JobCounters]:

@@ -271,6 +271,8 @@ def clamp_plan(clamp: Clamp | None, out: Tensor) -> ClampPlan | None:
     lo, hi = max(clamp.lo + shift, 0), min(clamp.hi + shift, UINT8_MAX)
     if hi < zp or lo > hi:
         return None
+    if lo == 0 and hi == UINT8_MAX:
+        return ClampPlan()  # saturation to uint8 is the clamp
     raise_by = UINT8_MAX - hi
     relu = lo >= zp
     fixup = raise_by > 0 or lo > zp or (lo > 0 and not relu)
@@ -486,12 +488,30 @@ def copy_work(
         raise ValueError(f"{elements} bytes do not fit one NN plane")
     x, y = shape
     shape = ConvShape(in_x=x, in_y=y, in_z=1, out_x=x, out_y=y, out_z=1, kx=1, ky=1)
-    scale = src.quant.scale / dst.quant.scale
+    weight = copy_weight(src.quant.scale / dst.quant.scale, target.version)
+    scale = src.quant.scale / dst.quant.scale / weight
     multiplier, shift = requant_fields(scale, target.version, target.options.nearest)
     out_zp = hw_zero_point(dst) + clamp.raise_by
     quant = Requant(hw_zero_point(src), 0, out_zp, multiplier, shift, clamp.relu)
-    w = np.ones((1, 1, 1, 1), dtype=np.uint8)
+    w = np.full((1, 1, 1, 1), weight, dtype=np.uint8)
     return NnWork(origin, name, shape, quant, w, np.zeros(1, np.int32), input, output)
+
+
+def copy_weight(scale: float, version: int) -> int:
+    """The integer weight of a copy job: 1, or the smallest that brings the remaining scale
+    into the post shift's range (v8's shift ``127 - e`` needs a scale below 2)."""
+    for weight in range(1, UINT8_MAX + 1):
+        if representable_scale(scale / weight, version):
+            return weight
+    raise ValueError(f"copy scale {scale:.6g} is outside the post shift range")
+
+
+def copy_scale_ok(scale: float, version: int) -> bool:
+    try:
+        copy_weight(scale, version)
+    except ValueError:
+        return False
+    return True
 
 
 def copy_exact(src: Tensor, dst: Tensor) -> bool:

@@ -25,30 +25,43 @@ INT32_MIN, INT32_MAX = -(2**31), 2**31 - 1
 MAX_SHIFT = 60
 
 
-def rshift(v: np.ndarray, n: int, mode: str, scale: int = 1) -> np.ndarray:
-    """``v * scale / 2^n`` rounded per ``mode`` (half_even, half_up, half_away, floor): float64
-    integers. One multiplication does both (``scale * 2^-n`` is exact, and so is the product
-    while ``v * scale`` stays below 2^53). Returns ``v`` itself when it is float64 and there is
-    nothing to do, else a new array."""
+def rshift(
+    v: np.ndarray,
+    n: int,
+    mode: str,
+    scale: int = 1,
+    offset: int = 0,
+    out: np.ndarray | None = None,
+) -> np.ndarray:
+    """``round(v * scale / 2^n) + offset`` per ``mode`` (half_even, half_up, half_away, floor),
+    as float64 integers in ``out`` (a float64 array, possibly ``v`` itself) or a new array.
+
+    One multiplication scales and shifts (``scale * 2^-n`` is exact, and so is the product while
+    ``v * scale`` stays below 2^53); adding 0.5 or an integer offset to a value of at most n
+    fraction bits and magnitude below 2^52 is exact too.
+    """
     n = min(max(n, 0), MAX_SHIFT)
-    if n == 0:
-        if scale == 1 and v.dtype == np.float64:
-            return v
-        return np.multiply(v, float(scale), dtype=np.float64)
-    t = np.multiply(v, scale * 2.0**-n, dtype=np.float64)
-    if mode == "half_even":
-        return np.rint(t, out=t)
-    if mode == "floor":
+    factor = scale * 2.0**-n
+    if factor == 1.0 and out is v and v.dtype == np.float64:
+        t = v
+    else:
+        t = np.multiply(v, factor, dtype=np.float64, out=out)
+    if n == 0 or mode == "floor":
+        if n:
+            np.floor(t, out=t)
+    elif mode == "half_even":
+        np.rint(t, out=t)
+    elif mode == "half_up":
+        t += 0.5 + offset
         return np.floor(t, out=t)
-    if mode == "half_up":
-        t += 0.5  # exact: t has at most n fraction bits and fewer than 53 significant bits
-        return np.floor(t, out=t)
-    if mode == "half_away":
-        mag = np.abs(t)
-        mag += 0.5
-        np.floor(mag, out=mag)
-        return np.copysign(mag, t, out=mag)
-    raise ValueError(f"unknown rounding mode {mode!r}")
+    elif mode == "half_away":
+        t += np.copysign(0.5, t)
+        np.trunc(t, out=t)
+    else:
+        raise ValueError(f"unknown rounding mode {mode!r}")
+    if offset:
+        t += offset
+    return t
 
 
 def shifted_bound(bound: float, scale: float, n: int) -> float:

@@ -260,10 +260,9 @@ def convert_input(
     x = (raw.view(np.int8) if sign else raw).astype(np.float64)
     if cvt_type == R.CvtType.ADD_THEN_MUL:
         x += offset
-        y = rshift(x, truncate, options.truncate_round, scale)
+        y = rshift(x, truncate, options.truncate_round, scale, out=x)
     else:
-        y = rshift(x, truncate, options.truncate_round, scale)
-        y += offset
+        y = rshift(x, truncate, options.truncate_round, scale, offset, out=x)
     return saturate(y, INT8_MIN, INT8_MAX).astype(np.int8)
 
 

@@ -39,6 +39,12 @@ USE_ALU, USE_MUL, USE_BOTH = 1, 2, 3
 OPERAND_BYTES = 4  # one 32-bit word per channel and operand (Mesa's int32 bias)
 
 
+def _owned(v: np.ndarray) -> np.ndarray | None:
+    """``v`` as the output of an in-place step (the pipeline owns its arrays), when it is a
+    float64 array; float32 MAC sums are converted into a new array instead."""
+    return v if v.dtype == np.float64 else None
+
+
 def _unit(reg: R.Register, field: str) -> int:
     """Bytes per unit of an address field that starts above bit 0 (the register value is the
     byte count: e.g. DST_SURF_STRIDE at bits 31:4 counts 16-byte units)."""
@@ -104,7 +110,7 @@ def accumulate(
     if plan.before:
         acc = np.add(acc, plan.before * mac.window_sum, dtype=np.float64)
         bound += abs(plan.before) * mac.sum_bound
-    acc = rshift(acc, clip, options.truncate_round)
+    acc = rshift(acc, clip, options.truncate_round, out=_owned(acc))
     acc, bound = saturate_int32(acc, shifted_bound(bound, 1, clip))
     if plan.after:
         acc = np.add(acc, plan.after * mac.window_sum, dtype=np.float64)
@@ -300,7 +306,8 @@ def stage(
         else:  # a signed 16-bit operand [inferred]
             operand = int(np.array(getattr(mul_cfg, f"{p}_MUL_OPERAND")).astype(np.int16))
         shift = getattr(mul_cfg, f"{p}_MUL_SHIFT_VALUE")
-        v = rshift(np.multiply(v, operand, dtype=np.float64), shift, options.truncate_round)
+        v = np.multiply(v, operand, dtype=np.float64, out=_owned(v))
+        v = rshift(v, shift, options.truncate_round, out=v)
         v, bound = saturate_int32(v, shifted_bound(bound, float(np.max(np.abs(operand))), shift))
     if not getattr(cfg, f"{p}_RELU_BYPASS"):
         np.maximum(v, 0, out=v)
@@ -433,11 +440,10 @@ def ew_stage(
             scale, shift = scale_cfg.EW_OP_CVT_SCALE, scale_cfg.EW_OP_CVT_SHIFT
             if cfg.EW_CVT_TYPE == R.CvtType.ADD_THEN_MUL:
                 e += offset
-                e = rshift(e, shift, mode, scale)
+                e = rshift(e, shift, mode, scale, out=e)
                 e_bound = shifted_bound(e_bound + abs(offset), scale, shift)
             else:
-                e = rshift(e, shift, mode, scale)
-                e += offset
+                e = rshift(e, shift, mode, scale, offset, out=e)
                 e_bound = shifted_bound(e_bound, scale, shift) + abs(offset)
         if cfg.EW_ALU_ALGO == R.AluAlgo.ALU_ADD:
             v = np.add(v, e, dtype=np.float64)
@@ -471,10 +477,10 @@ def out_cvt(v: np.ndarray, regs: TaskRegs, options: NpuModelOptions) -> np.ndarr
     scale, shift = scale_cfg.OUT_CVT_SCALE, shift_cfg.OUT_CVT_SHIFT
     mode = cvt_round_mode(shift_cfg.CVT_ROUND, options.round_mode)
     if shift_cfg.CVT_TYPE == R.CvtType.ADD_THEN_MUL:
-        y = rshift(np.add(v, offset, dtype=np.float64), shift, mode, scale)
+        v = np.add(v, offset, dtype=np.float64, out=_owned(v))
+        y = rshift(v, shift, mode, scale, out=v)
     else:
-        y = rshift(v, shift, mode, scale)
-        y += offset
+        y = rshift(v, shift, mode, scale, offset, out=_owned(v))
     return saturate(y, INT8_MIN, INT8_MAX).astype(np.int8)
 
 

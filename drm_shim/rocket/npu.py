@@ -12,7 +12,6 @@ register tables, and on the op_en entry the CNA -> CORE -> DPU pipeline
 from __future__ import annotations
 
 from dataclasses import dataclass
-from types import MappingProxyType
 
 import numpy as np
 
@@ -48,14 +47,24 @@ S_POINTER_KERNEL = {"POINTER_PP_EN": 1, "EXECUTER_PP_EN": 1, "POINTER_PP_MODE": 
 STALE_NAMES_SHOWN = 6
 ENTRY_RESERVED = ENTRY.reserved_mask
 ENTRY_FIELDS = ("OFFSET", "VALUE", "UNK48", "UNK54", "OP_EN", "BLOCK")
-# Register offset -> (register, the target block that owns it), for the blocks a regcmd writes.
-WRITABLE = MappingProxyType(
-    {
-        r.offset: (r, R.target_of(r.offset))
-        for r in R.REGISTERS
-        if R.target_of(r.offset) in WRITE_TARGETS
-    }
-)
+
+
+def _offset_tables() -> tuple[np.ndarray, np.ndarray]:
+    """Per register offset (the 16-bit OFFSET field): the target block that owns it (0: no
+    register a regcmd can write) and whether it is read-only; read-only arrays."""
+    size = 1 << ENTRY.field("OFFSET").width
+    owner = np.zeros(size, dtype=np.uint64)
+    readonly = np.zeros(size, dtype=bool)
+    for r in R.REGISTERS:
+        target = R.target_of(r.offset)
+        if target in WRITE_TARGETS:
+            owner[r.offset] = target
+            readonly[r.offset] = r.access == "r"
+    owner.flags.writeable = readonly.flags.writeable = False
+    return owner, readonly
+
+
+OWNER_BY_OFFSET, READ_ONLY_BY_OFFSET = _offset_tables()
 
 
 def _entry_field(words: np.ndarray, name: str) -> np.ndarray:
@@ -144,69 +153,79 @@ class Core:
         return stats
 
     def _decode(self, words: np.ndarray, written: set[int], stats: TaskStats):
-        """Apply the stream's register writes; return the op_en block mask record."""
-        values = self.regs.values
-        fields = {name: _entry_field(words, name) for name in ENTRY_FIELDS}
-        marker = False
-        op_en = None
-        unk48_missing = 0
-        for i, word, offset, value, unk48, unk54, op, block in zip(
-            range(len(words)),
-            words.tolist(),
-            *(fields[n].tolist() for n in ENTRY_FIELDS),
-            strict=True,
-        ):
-            if word == 0:
-                continue  # the literal 0 of a single-task tail, or padding
-            if op_en is not None:
-                stats.notes.append(f"{_where(i, word)} after op_en is ignored")
-                continue
-            if word == MARKER:
-                marker = True
-                continue
+        """Apply the stream's register writes; return the op_en block mask record.
+
+        Vectorised: the entries up to the first op_en are classified at once (no-op, marker,
+        register write); the first one that is none of these is decoded alone for its fault.
+        """
+        f = {name: _entry_field(words, name) for name in ENTRY_FIELDS}
+        op_at = np.flatnonzero(f["OP_EN"])
+        end = int(op_at[0]) if op_at.size else len(words)
+        head = slice(0, end)
+        nonzero = words[head] != 0
+        marker = words[head] == np.uint64(MARKER)
+        offsets = f["OFFSET"][head]
+        owner = OWNER_BY_OFFSET[offsets]
+        write = (
+            nonzero
+            & ~marker
+            & ((words[head] & np.uint64(ENTRY_RESERVED)) == 0)
+            & (f["UNK54"][head] == 0)
+            & (owner != 0)
+            & (owner == f["BLOCK"][head])
+        )
+        bad = np.flatnonzero(nonzero & ~marker & ~write)
+        if bad.size:
+            i = int(bad[0])
+            word = int(words[i])
             if word & ENTRY_RESERVED:
                 raise NpuFault(
                     "stream",
                     f"malformed {_where(i, word)}: reserved op bits {word & ENTRY_RESERVED:#x} set",
                 )
-            if op:
-                if block or unk54 or offset != R.PC.OPERATION_ENABLE.offset:
-                    raise NpuFault(
-                        "stream",
-                        f"malformed {_where(i, word)}: an op_en entry must "
-                        "have no block bits and offset "
-                        f"{R.PC.OPERATION_ENABLE.offset:#06x}",
-                    )
-                unk48_missing += not unk48
-                if not marker and self.options.require_marker:
-                    raise NpuHang(
-                        f"{_where(i, word)}: op_en without the 0x0041 marker entry before it"
-                    )
-                op_en = R.PC.OPERATION_ENABLE.unpack(value)
-                continue
-            reg, owner = WRITABLE.get(offset, (None, None))
-            if owner is None or owner != block or unk54:
-                self._malformed(i, word, offset, block, unk54)
-            if reg.access == "r":
-                stats.notes.append(f"{_where(i, word)}: write to read-only {reg.path} ignored")
-                continue
-            unk48_missing += not unk48
-            values[offset] = value
-            written.add(offset)
-        if unk48_missing:
-            stats.notes.append(f"{unk48_missing} entries lack the UNK48 bit Mesa always sets")
-        chain = (R.PC.BASE_ADDRESS.offset, R.PC.REGISTER_AMOUNTS.offset)
-        if all(o in written for o in chain):
-            stats.chain = (
-                R.PC.BASE_ADDRESS.unpack(values[chain[0]]).PC_SOURCE_ADDR,
-                R.PC.REGISTER_AMOUNTS.unpack(values[chain[1]]).PC_DATA_AMOUNT,
-            )
-        if op_en is None:
+            self._malformed(i, word, int(offsets[i]), int(f["BLOCK"][i]), int(f["UNK54"][i]))
+        readonly = write & READ_ONLY_BY_OFFSET[offsets]
+        for i in np.flatnonzero(readonly).tolist():
+            reg = R.register_at(int(offsets[i]))
+            stats.notes.append(f"{_where(i, int(words[i]))}: write to read-only {reg.path} ignored")
+        write &= ~readonly
+        unk48_missing = int((write & (f["UNK48"][head] == 0)).sum())
+        w_offsets = offsets[write].tolist()
+        self.regs.values.update(zip(w_offsets, f["VALUE"][head][write].tolist(), strict=True))
+        written.update(w_offsets)
+        if not op_at.size:
             raise NpuHang(
                 f"the fetched stream ({len(words)} qwords) has no op_en entry: the "
                 "blocks never start"
             )
-        return op_en
+        word = int(words[end])
+        if f["BLOCK"][end] or f["UNK54"][end] or f["OFFSET"][end] != R.PC.OPERATION_ENABLE.offset:
+            raise NpuFault(
+                "stream",
+                f"malformed {_where(end, word)}: an op_en entry must have no block bits and "
+                f"offset {R.PC.OPERATION_ENABLE.offset:#06x}",
+            )
+        if word & ENTRY_RESERVED:
+            raise NpuFault(
+                "stream",
+                f"malformed {_where(end, word)}: reserved op bits {word & ENTRY_RESERVED:#x} set",
+            )
+        if not marker.any() and self.options.require_marker:
+            raise NpuHang(f"{_where(end, word)}: op_en without the 0x0041 marker entry before it")
+        unk48_missing += not f["UNK48"][end]
+        if unk48_missing:
+            stats.notes.append(f"{unk48_missing} entries lack the UNK48 bit Mesa always sets")
+        for i in np.flatnonzero(words[end + 1 :]).tolist():
+            at = end + 1 + i
+            stats.notes.append(f"{_where(at, int(words[at]))} after op_en is ignored")
+        chain = (R.PC.BASE_ADDRESS.offset, R.PC.REGISTER_AMOUNTS.offset)
+        if all(o in written for o in chain):
+            values = self.regs.values
+            stats.chain = (
+                R.PC.BASE_ADDRESS.unpack(values[chain[0]]).PC_SOURCE_ADDR,
+                R.PC.REGISTER_AMOUNTS.unpack(values[chain[1]]).PC_DATA_AMOUNT,
+            )
+        return R.PC.OPERATION_ENABLE.unpack(int(f["VALUE"][end]))
 
     @staticmethod
     def _malformed(i: int, word: int, offset: int, block: int, unk54: int) -> None:

@@ -60,7 +60,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ...util.fixedpoint import quantize_multiplier
+from ...util.fixedpoint import quantize_multiplier, round_half_away_array
 from . import rocket_regs as R
 from .job import DpuStage, EwStage, FeatureMap, OutputConvert
 from .regcmd import field_max
@@ -73,6 +73,9 @@ INT32_MAX = int(np.iinfo(np.int32).max)  # the DPU's data path between stages
 INT8_MIN, INT8_MAX = int(np.iinfo(np.int8).min), int(np.iinfo(np.int8).max)
 MAX_MUL_SHIFT = field_max(R.DPU.BS_MUL_CFG, "BS_MUL_SHIFT_VALUE")
 MAX_CVT_SHIFT = field_max(R.DPU.EW_CVT_SCALE_VALUE, "EW_OP_CVT_SHIFT")
+# gemmlowp SaturatingRoundingDoublingHighMul: the product's high 31 bits, rounded half up.
+SRDHM_BITS = 31
+SRDHM_HALF = 2**30
 # Output values span 256 codes: an h beyond 256·2^r saturates whatever its exact value.
 OUTPUT_CODES = 256
 # The sign pass: scale and offset that send h >= 0 to 127 and h < 0 to -128; the main pass
@@ -80,8 +83,12 @@ OUTPUT_CODES = 256
 SIGN_SCALE = UINT16_MAX
 SIGN_OFFSET = UINT16_MAX // 2
 SIGN_SHIFT = 8
-# Plan A tries this many values of m1 (the largest allowed and below) per distinct channel.
+# Plan A tries this many values of m1 (the largest allowed and below) per distinct channel,
+# keeps the VERIFY_CANDIDATES best pairs and counts their wrong outputs over the accumulator
+# range, while that costs at most VERIFY_BUDGET evaluations per layer.
 M1_CANDIDATES = 4096
+VERIFY_CANDIDATES = 8
+VERIFY_BUDGET = 2**21
 # Plan B tries this many values of K below the largest allowed.
 K_CANDIDATES = 24
 
@@ -104,6 +111,18 @@ class Scales:
     rounding: Rounding
     real: np.ndarray  # float64 (C,)
     right: np.ndarray  # int64 (C,)
+    m0: np.ndarray  # int64 (C,): QuantizeMultiplier's multiplier (DOUBLE)
+    shift: np.ndarray  # int64 (C,): and its exponent
+
+    def reference(self, acc: np.ndarray, c: int) -> np.ndarray:
+        """TFLite's rescaled accumulator of channel ``c`` (before the zero point), for
+        accumulators small enough that no int32 step saturates or wraps: SRDHM is
+        ``floor((a·M0 + 2^30) / 2^31)`` then (util.fixedpoint), RDBP a half-away shift."""
+        if self.rounding is Rounding.SINGLE:
+            return round_half_away_array(acc * float(self.real[c])).astype(np.int64)
+        shift = int(self.shift[c])
+        h = ((acc << max(shift, 0)) * int(self.m0[c]) + SRDHM_HALF) >> SRDHM_BITS
+        return _rs_away(h, max(-shift, 0))
 
     @property
     def multiplier(self) -> np.ndarray:
@@ -114,8 +133,9 @@ class Scales:
 def conv_scales(s_in: float, s_w: np.ndarray, s_out: float, *, float_product: bool) -> Scales:
     """``GetQuantizedConvolutionMultipler`` (uint8: the scale product in float32) or
     ``PopulateConvolutionQuantizationParams`` (int8, per channel), then ``QuantizeMultiplier``."""
-    real, right = [], []
-    for s in np.asarray(s_w, dtype=np.float64):
+    real, right, m0s, shifts = [], [], [], []
+    distinct, inverse = np.unique(np.asarray(s_w, dtype=np.float64), return_inverse=True)
+    for s in distinct:
         if float_product:
             m = float(np.float32(s_in) * np.float32(s)) / float(s_out)
         else:
@@ -123,13 +143,23 @@ def conv_scales(s_in: float, s_w: np.ndarray, s_out: float, *, float_product: bo
         m0, shift = quantize_multiplier(m)
         real.append(m0 * 2.0 ** (max(shift, 0) - 31))
         right.append(max(-shift, 0))
-    return Scales(Rounding.DOUBLE, np.array(real), np.array(right, dtype=np.int64))
+        m0s.append(m0)
+        shifts.append(shift)
+    inverse = inverse.reshape(-1)
+    return Scales(
+        Rounding.DOUBLE,
+        np.array(real)[inverse],
+        np.array(right, dtype=np.int64)[inverse],
+        np.array(m0s, dtype=np.int64)[inverse],
+        np.array(shifts, dtype=np.int64)[inverse],
+    )
 
 
 def fc_scales(s_in: float, s_w: np.ndarray, s_out: float) -> Scales:
     """The reference FULLY_CONNECTED's double ``s_in·s_w/s_out`` (nir_tensor.kernels.conv)."""
     real = s_in * np.asarray(s_w, dtype=np.float64) / s_out
-    return Scales(Rounding.SINGLE, real, np.zeros(len(real), dtype=np.int64))
+    zeros = np.zeros(len(real), dtype=np.int64)
+    return Scales(Rounding.SINGLE, real, zeros, zeros, zeros)
 
 
 @dataclass(frozen=True, slots=True)
@@ -181,10 +211,12 @@ def _common(values: np.ndarray) -> int | None:
     return int(values[0]) if bool((values == values[0]).all()) else None
 
 
-def _best_pairs(target: np.ndarray, m1_max: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Per channel, (m1 <= m1_max, m2 <= INT16_MAX) with m1·m2 closest to ``target``: every
-    m1 of the feasible range (up to M1_CANDIDATES of them, the largest), once per distinct
-    (target, m1_max)."""
+def _candidate_pairs(
+    target: np.ndarray, m1_max: np.ndarray, keep: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per distinct (target, m1_max): the ``keep`` pairs (m1 <= m1_max, m2 <= INT16_MAX) whose
+    product is closest to ``target``, best first, from every m1 of the feasible range (up to
+    M1_CANDIDATES of them, the largest). Returns (m1, m2, row of each channel)."""
     rows, inverse = np.unique(np.stack([target, m1_max]), axis=1, return_inverse=True)
     t, hi = rows[0], rows[1].astype(np.int64)
     lo = np.maximum(np.ceil(t / INT16_MAX).astype(np.int64), 1)
@@ -193,26 +225,68 @@ def _best_pairs(target: np.ndarray, m1_max: np.ndarray) -> tuple[np.ndarray, np.
     m1 = np.where(m1 >= lo[:, None], m1, hi[:, None])
     m2 = np.clip(np.rint(t[:, None] / m1), 0, INT16_MAX)
     err = np.abs(m1 * m2 - t[:, None])
-    pick = np.argmin(err, axis=1)
-    at = np.arange(len(t))
-    best1, best2 = m1[at, pick].astype(np.int64), m2[at, pick].astype(np.int64)
-    inverse = inverse.reshape(-1)
-    return best1[inverse], best2[inverse]
+    keep = min(keep, err.shape[1])
+    order = np.argpartition(err, keep - 1, axis=1)[:, :keep]
+    at = np.arange(len(t))[:, None]
+    order = order[at, np.argsort(err[at, order], axis=1, kind="stable")]
+    return m1[at, order].astype(np.int64), m2[at, order].astype(np.int64), inverse.reshape(-1)
 
 
 def _pairs(real: np.ndarray, m1_max: np.ndarray, shift: int) -> tuple[int, np.ndarray, np.ndarray]:
     """(S, m1, m2) for ``m1·m2/2^S ≈ real``: of the largest feasible shift and the two below,
     the one with the smallest relative error (a slightly smaller S leaves room for better
-    factor pairs)."""
+    factor pairs); m1 and m2 hold VERIFY_CANDIDATES pairs per channel, best first."""
     best = None
     for s in range(shift, max(shift - 3, -1), -1):
         target = real * 2.0**s
-        m1, m2 = _best_pairs(target, m1_max)
+        m1, m2, rows = _candidate_pairs(target, m1_max, VERIFY_CANDIDATES)
+        m1, m2 = m1[rows], m2[rows]
         live = target > 0
-        err = float(np.max(np.abs(m1 * m2 - target)[live] / target[live], initial=0.0))
-        if best is None or err < best[0]:
-            best = (err, s, m1, m2)
+        err = np.abs(m1[:, 0] * m2[:, 0] - target)[live] / target[live]
+        worst = float(np.max(err, initial=0.0))
+        if best is None or worst < best[0]:
+            best = (worst, s, m1, m2)
     return best[1], best[2], best[3]
+
+
+def _verified(
+    scales: Scales,
+    v_range: tuple[np.ndarray, np.ndarray],
+    pairs: tuple[np.ndarray, np.ndarray],
+    shift: int,
+    r: int,
+    out: Callable[[np.ndarray], np.ndarray],
+    sign_pass: bool,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per channel, the candidate pair whose outputs over every accumulator that can give an
+    unsaturated result (``v_range``: lowest, highest) differ least from TFLite's (the first
+    candidate where that would cost more than VERIFY_BUDGET evaluations)."""
+    m1, m2 = pairs
+    picked1, picked2 = m1[:, 0].copy(), m2[:, 0].copy()
+    seen: dict[tuple, int] = {}
+    budget = VERIFY_BUDGET
+    for c in range(len(m1)):
+        low, high = int(v_range[0][c]), int(v_range[1][c])
+        key = (float(scales.real[c]), int(scales.right[c]), low, high, *m1[c], *m2[c])
+        if key in seen:
+            picked1[c], picked2[c] = picked1[seen[key]], picked2[seen[key]]
+            continue
+        seen[key] = c
+        if high - low + 1 > budget:
+            continue
+        v = np.arange(low, high + 1, dtype=np.int64)
+        want = out(scales.reference(v, c))
+        fewest = None
+        for a, b in zip(m1[c], m2[c], strict=True):  # best first: stop at the first exact pair
+            budget -= len(v)
+            h = _rs_away(v * (a * b), shift)
+            y = _rs_up(h - (h < 0), r) if sign_pass else _rs_up(h, r)
+            wrong = int(np.count_nonzero(out(y) != want))
+            if fewest is None or wrong < fewest:
+                fewest, picked1[c], picked2[c] = wrong, a, b
+            if wrong == 0 or budget < len(v):
+                break
+    return picked1, picked2
 
 
 def plan_conv(
@@ -228,12 +302,13 @@ def plan_conv(
     the clamp relative to it (``q - z``), None where the type's saturation is the clamp.
     ``v_bound`` bounds |acc + bias| per channel."""
     real, right = scales.real, scales.right
-    r = int(right.max(initial=0))
-    # A common output shift r: channel c's h is computed 2^(r - r_c) finer (per-channel only).
+    r = common_shift(right)
+    # One output shift r for all channels: channel c's h is 2^(r - r_c) finer than TFLite's.
     real = real * np.exp2(r - right)
     # Beyond OUTPUT_CODES·2^r, h saturates the output however BS saturates: only the range
     # below that must stay exact in int32.
-    useful = np.ceil((OUTPUT_CODES << r) / np.maximum(real, 1e-300)) + 1
+    with np.errstate(divide="ignore", over="ignore"):
+        useful = np.where(real > 0, np.ceil((OUTPUT_CODES << r) / real) + 1, np.inf)
     bound = np.minimum(v_bound, useful)
     m1_max = np.clip(INT32_MAX // np.maximum(bound, 1), 1, INT16_MAX).astype(np.int64)
     live = real > 0
@@ -243,19 +318,32 @@ def plan_conv(
         shift = min(MAX_MUL_SHIFT, math.floor(math.log2(room)))
     if shift < 0:
         raise PlanError(f"requantization multiplier {real.max():.4g} too large for the DPU")
-    shift, m1, m2 = _pairs(real, m1_max, shift)
+    shift, m1s, m2s = _pairs(real, m1_max, shift)
     if lo is not None and lo != 0:
         raise PlanError(f"activation minimum {lo} LSB from the zero point (only ReLU's 0)")
     if hi is not None and lo is None:
         raise PlanError("an activation maximum without ReLU (ReLUX acts only after ReLU)")
+    negative_visible = lo is None and zero_point > INT8_MIN
+    sign_pass = r > 0 and negative_visible
+    lo_out = zero_point if lo is not None else INT8_MIN
+    hi_out = INT8_MAX if hi is None else min(INT8_MAX, zero_point + hi)
+
+    def out_codes(y: np.ndarray) -> np.ndarray:
+        return np.clip(y + zero_point, lo_out, hi_out)
+
+    # The accumulators whose output is not the same saturated code either way (plus one).
+    with np.errstate(divide="ignore", over="ignore"):
+        low = np.floor((lo_out - zero_point - 1) * 2.0**r / real) - 1
+        high = np.ceil((hi_out - zero_point + 1) * 2.0**r / real) + 1
+    v_range = (np.maximum(low, -bound), np.minimum(high, bound))
+    m1, m2 = _verified(scales, v_range, (m1s, m2s), shift, r, out_codes, sign_pass)
     relux = None if hi is None else hi << r
     c1, c2 = _common(m1), _common(m2)
     bs = DpuStage(alu_memory=True, mul=c1, mul_memory=c1 is None)
     bn = DpuStage(mul=c2, mul_memory=c2 is None, mul_shift=shift, relu=lo is not None, relux=relux)
     bs_words = _words([bias] + ([m1] if c1 is None else []))
     bn_words = _words([m2]) if c2 is None else None
-    negative_visible = lo is None and zero_point > INT8_MIN
-    if r == 0 or not negative_visible:
+    if not sign_pass:
         out = OutputConvert(offset=zero_point, scale=1, shift=r, round_half_up=True)
         return Plan(bs, bn, out, bs_words, bn_words)
     sign = OutputConvert(offset=SIGN_OFFSET, scale=SIGN_SCALE, shift=0)
@@ -266,9 +354,36 @@ def plan_conv(
     return Plan(bs, bn, out, bs_words, bn_words, ew, sign)
 
 
+def common_shift(right: np.ndarray) -> int:
+    """The output shift r for channels whose TFLite shifts are ``right`` (per-channel weights).
+
+    The output convertor's shift is one register, so a channel c with ``r_c != r`` rounds its
+    ``h`` at another resolution than TFLite: ``|x| + 2^(r - r_c - 1)`` where TFLite rounds
+    ``|x| + 1/2`` (module doc), which moves results in a band of width
+    ``|2^(r - r_c - 1) - 1/2|·2^-r_c`` per unit. ``r`` minimises that summed over channels.
+    """
+    values, counts = np.unique(right, return_counts=True)
+    if len(values) == 1:
+        return int(values[0])
+    rc = values.astype(np.float64)[None, :]
+    cand = values.astype(np.float64)[:, None]
+    band = np.abs(np.exp2(cand - rc - 1) - 0.5) * np.exp2(-rc)
+    return int(values[np.argmin((band * counts[None, :]).sum(axis=1))])
+
+
 def _rs_up(v: np.ndarray, n: int) -> np.ndarray:
     """The output convertor's rounding right shift (CVT_ROUND = 1: half up)."""
     return (v + (1 << (n - 1))) >> n if n > 0 else v
+
+
+def _rs_away(v: np.ndarray, n: int) -> np.ndarray:
+    """The BS/BN multipliers' rounding right shift (half away from zero)."""
+    if n <= 0:
+        return v
+    half = 1 << (n - 1)
+    # floor((v + half) / 2^n), less one where v < 0 sits exactly on a half (away from zero)
+    up = (v + half) >> n
+    return up - ((v < 0) & ((v & ((half << 1) - 1)) == half))
 
 
 def plan_add(
@@ -355,7 +470,10 @@ def _add_candidates(a: float, b: float, k_max: int) -> list[tuple[int, int, int,
             ok = (scale >= 1) & (scale <= UINT16_MAX) & (kb <= UINT16_MAX) & (kb >= 0)
             rows.append((np.where(ok, err, np.inf), kb, scale))
     errs = np.stack([r[0] for r in rows])
-    pick = np.argsort(errs, axis=None)[:K_CANDIDATES]
+    flat = errs.reshape(-1)
+    keep = min(K_CANDIDATES, flat.size)
+    pick = np.argpartition(flat, keep - 1)[:keep]
+    pick = pick[np.argsort(flat[pick], kind="stable")]
     out = []
     for flat in pick:
         which, i = divmod(int(flat), len(k))

@@ -134,5 +134,9 @@ class AddressSpace:
         return bo, view
 
     def read(self, what: str, address: int, nbytes: int) -> tuple[Bo | None, np.ndarray]:
-        """``nbytes`` contiguous bytes (a read-only view)."""
-        return self.view(what, address, (nbytes,), (1,))
+        """``nbytes`` contiguous bytes (a view; callers do not write through it)."""
+        bo = self.find(address)
+        if bo is None or nbytes <= 0 or address + nbytes > bo.end:
+            return self.view(what, address, (nbytes,), (1,))  # the fault, or nothing read
+        offset = address - bo.iova
+        return bo, bo.data[offset : offset + nbytes]

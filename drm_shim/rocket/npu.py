@@ -22,7 +22,7 @@ from .cache import DecodeCache, DecodedWeights
 from .faults import NpuFault, NpuHang
 from .memory import AddressSpace
 from .options import NpuModelOptions
-from .regfile import RegisterFile, TaskRegs
+from .regfile import RegisterFile, TaskRegs, UnpackCache
 from .stats import TaskStats
 
 ENTRY = R.REGCMD.ENTRY
@@ -95,6 +95,22 @@ class Core:
         self.options = options
         self.regs = RegisterFile()
         self.cbuf: CbufWeights | None = None
+        self.unpacked = UnpackCache()
+        # The kernel's per-task MMIO writes that do not depend on the task, packed once.
+        self.kick = tuple(
+            (reg, reg.pack(**fields))
+            for reg, fields in (
+                (R.CNA.S_POINTER, {"RESERVED_CORE_INDEX": index, **S_POINTER_KERNEL}),
+                (R.CORE.S_POINTER, {"RESERVED_CORE_INDEX": index, **S_POINTER_KERNEL}),
+                (R.PC.INTERRUPT_MASK, {"DPU_0": True, "DPU_1": True}),
+                (
+                    R.PC.TASK_CON,
+                    {"RESERVED_14": 1, "TASK_COUNT_CLEAR": 1, "TASK_PP_EN": 1, "TASK_NUMBER": 1},
+                ),
+                (R.PC.TASK_DMA_BASE_ADDR, {"DMA_BASE_ADDR": 0}),
+                (R.PC.OPERATION_ENABLE, {"OP_EN": 1}),
+            )
+        )
 
     def reset(self) -> None:
         """What the kernel's reset after a timeout leaves: no registers, an empty CBUF."""
@@ -124,23 +140,20 @@ class Core:
                 "macro masks it and the PC fetches less"
             )
             amount %= 1 << amount_field.width
-        # rocket_job_hw_submit(), in order.
-        self._mmio(R.PC.BASE_ADDRESS, PC_SEL=1)
-        for reg in (R.CNA.S_POINTER, R.CORE.S_POINTER):
-            self._mmio(reg, RESERVED_CORE_INDEX=self.index, **S_POINTER_KERNEL)
+        # rocket_job_hw_submit(): PC_SEL, the S_POINTERs, the fetch address and amount, the
+        # interrupt mask, TASK_CON, TASK_DMA_BASE_ADDR, op_en (the order does not matter here:
+        # none of these writes starts anything before op_en).
         self._mmio(R.PC.BASE_ADDRESS, PC_SOURCE_ADDR=regcmd)
         self._mmio(R.PC.REGISTER_AMOUNTS, PC_DATA_AMOUNT=amount)
-        self._mmio(R.PC.INTERRUPT_MASK, DPU_0=True, DPU_1=True)
-        self._mmio(R.PC.TASK_CON, RESERVED_14=1, TASK_COUNT_CLEAR=1, TASK_PP_EN=1, TASK_NUMBER=1)
-        self._mmio(R.PC.TASK_DMA_BASE_ADDR, DMA_BASE_ADDR=0)
-        self._mmio(R.PC.OPERATION_ENABLE, OP_EN=1)
+        for reg, value in self.kick:
+            self.regs.write(reg, value)
 
         qwords = (amount + 1) * QWORDS_PER_UNIT
         bo, raw = mem.read(f"PC regcmd fetch ({qwords} qwords)", regcmd, qwords * QWORD)
         stats.read("regcmd", bo, raw.size)
         written: set[int] = set()
         blocks = self._decode(raw.view("<u8"), written, stats)
-        regs = TaskRegs(self.regs.values, written)
+        regs = TaskRegs(self.regs.values, written, self.unpacked)
         self._execute(blocks, regs, mem, stats)
         if regs.stale:
             names = regs.stale[:STALE_NAMES_SHOWN]

@@ -27,22 +27,39 @@ class RegisterFile:
         self.values.clear()
 
 
+class UnpackCache:
+    """Unpacked register records by (offset, value): streams repeat their values from task to
+    task and invoke to invoke, and a record is immutable. Bounded: cleared when full."""
+
+    __slots__ = ("_records",)
+    LIMIT = 65536
+
+    def __init__(self) -> None:
+        self._records: dict[tuple[int, int], Any] = {}
+
+    def unpack(self, reg: R.Register, value: int) -> Any:
+        key = (reg.offset, value)
+        record = self._records.get(key)
+        if record is None:
+            if len(self._records) >= self.LIMIT:
+                self._records.clear()
+            record = self._records[key] = reg.unpack(value)
+        return record
+
+
 class TaskRegs:
     """Unpacked registers for one task; ``stale`` lists the ones it read but did not write."""
 
-    __slots__ = ("_cache", "stale", "values", "written")
+    __slots__ = ("_unpacked", "stale", "values", "written")
 
-    def __init__(self, values: dict[int, int], written: set[int]) -> None:
+    def __init__(self, values: dict[int, int], written: set[int], unpacked: UnpackCache) -> None:
         self.values = values
         self.written = written
         self.stale: list[str] = []
-        self._cache: dict[int, Any] = {}
+        self._unpacked = unpacked
 
     def __call__(self, reg: R.Register) -> Any:
-        record = self._cache.get(reg.offset)
-        if record is None:
-            if reg.offset not in self.written:
-                self.stale.append(reg.path)
-            record = reg.unpack(self.values.get(reg.offset, 0))
-            self._cache[reg.offset] = record
-        return record
+        offset = reg.offset
+        if offset not in self.written and reg.path not in self.stale:
+            self.stale.append(reg.path)
+        return self._unpacked.unpack(reg, self.values.get(offset, 0))

@@ -29,12 +29,13 @@ def rshift(
     v: np.ndarray,
     n: int,
     mode: str,
-    scale: int = 1,
+    scale: int | np.ndarray = 1,
     offset: int = 0,
     out: np.ndarray | None = None,
 ) -> np.ndarray:
     """``round(v * scale / 2^n) + offset`` per ``mode`` (half_even, half_up, half_away, floor),
     as float64 integers in ``out`` (a float64 array, possibly ``v`` itself) or a new array.
+    ``scale`` may be a per-channel array (broadcast along the last axis).
 
     One multiplication scales and shifts (``scale * 2^-n`` is exact, and so is the product while
     ``v * scale`` stays below 2^53); adding 0.5 or an integer offset to a value of at most n
@@ -42,7 +43,7 @@ def rshift(
     """
     n = min(max(n, 0), MAX_SHIFT)
     factor = scale * 2.0**-n
-    if factor == 1.0 and out is v and v.dtype == np.float64:
+    if np.isscalar(factor) and factor == 1.0 and out is v and v.dtype == np.float64:
         t = v
     else:
         t = np.multiply(v, factor, dtype=np.float64, out=out)
@@ -80,6 +81,12 @@ def cvt_round_mode(field_value: int, forced: str) -> str:
 def saturate(v: np.ndarray, lo: int, hi: int) -> np.ndarray:
     """Clamp in place (every caller owns ``v``)."""
     return np.clip(v, lo, hi, out=v)
+
+
+def saturate_int8(v: np.ndarray) -> np.ndarray:
+    """Clamp float integers to int8 and convert, in one pass."""
+    out = np.empty(v.shape, dtype=np.int8)
+    return np.clip(v, INT8_MIN, INT8_MAX, out=out, casting="unsafe")
 
 
 def saturate_int32(v: np.ndarray, bound: float) -> tuple[np.ndarray, float]:

@@ -15,11 +15,10 @@ import numpy as np
 
 from ...drivers.rocket import rocket_regs as R
 from .arith import (
-    INT8_MAX,
     INT8_MIN,
     cvt_round_mode,
     rshift,
-    saturate,
+    saturate_int8,
     saturate_int32,
     shifted_bound,
 )
@@ -110,8 +109,10 @@ def accumulate(
     if plan.before:
         acc = np.add(acc, plan.before * mac.window_sum, dtype=np.float64)
         bound += abs(plan.before) * mac.sum_bound
-    acc = rshift(acc, clip, options.truncate_round, out=_owned(acc))
-    acc, bound = saturate_int32(acc, shifted_bound(bound, 1, clip))
+    if clip:
+        acc = rshift(acc, clip, options.truncate_round, out=_owned(acc))
+        bound = shifted_bound(bound, 1, clip)
+    acc, bound = saturate_int32(acc, bound)
     if plan.after:
         acc = np.add(acc, plan.after * mac.window_sum, dtype=np.float64)
         acc, bound = saturate_int32(acc, bound + abs(plan.after) * mac.sum_bound)
@@ -306,8 +307,7 @@ def stage(
         else:  # a signed 16-bit operand [inferred]
             operand = int(np.array(getattr(mul_cfg, f"{p}_MUL_OPERAND")).astype(np.int16))
         shift = getattr(mul_cfg, f"{p}_MUL_SHIFT_VALUE")
-        v = np.multiply(v, operand, dtype=np.float64, out=_owned(v))
-        v = rshift(v, shift, options.truncate_round, out=v)
+        v = rshift(v, shift, options.truncate_round, operand, out=_owned(v))
         v, bound = saturate_int32(v, shifted_bound(bound, float(np.max(np.abs(operand))), shift))
     if not getattr(cfg, f"{p}_RELU_BYPASS"):
         np.maximum(v, 0, out=v)
@@ -481,7 +481,7 @@ def out_cvt(v: np.ndarray, regs: TaskRegs, options: NpuModelOptions) -> np.ndarr
         y = rshift(v, shift, mode, scale, out=v)
     else:
         y = rshift(v, shift, mode, scale, offset, out=_owned(v))
-    return saturate(y, INT8_MIN, INT8_MAX).astype(np.int8)
+    return saturate_int8(y)
 
 
 def write_back(

@@ -308,10 +308,39 @@ def vela_section(opts: Options) -> Section:
     return Section("vela", f"Vela compile time ({VELA_ACCELERATOR})", columns, tuple(rows))
 
 
+def costmodel_section(opts: Options) -> Section:
+    """The cost model's estimate for the classic MobileNet v1 next to the published figures
+    (``costmodel_validation.py``; the chained shared models on fixed devices)."""
+    from costmodel_validation import validation_rows
+
+    columns = ("soc", "model", "published", "published_ms", "estimate_ms", "ratio", "bound",
+               "cpu_host_ms", "device", "source", "note")  # fmt: skip
+    note = (
+        "estimate = NPU only (cost model on the simulated device's counters); ratio = "
+        "estimate / published; cpu_host_ms = the CPU operations timed on this machine"
+    )
+    title = "cost model vs published MobileNet v1 (1.0, 224) figures"
+    return Section("costmodel", title, columns, tuple(validation_rows(SHARED_MODELS)), note)
+
+
+def ablation_section(opts: Options) -> Section:
+    """Driver switches flipped one at a time on the A311D, estimate vs the published steps."""
+    from costmodel_validation import ablation_rows
+
+    rows = tuple(ablation_rows(SHARED_MODELS))
+    columns = ("step", "est_before_ms", "est_after_ms", "est_ratio", "dram_before_mib",
+               "dram_after_mib", "published_before_ms", "published_after_ms", "published_ratio",
+               "before", "after", "source")  # fmt: skip
+    note = "" if rows else "shared models or etnaviv:a311d not available"
+    return Section("ablation", "ablations, MobileNet v1 on A311D", columns, rows, note)
+
+
 # Add a section by appending a SectionSpec (keep names stable: they are JSON keys).
 SECTIONS = (
     SectionSpec("invoke", invoke_section, True, "compile/invoke times and LiteRT ratios"),
     SectionSpec("vela", vela_section, False, "Vela compile time for the same models"),
+    SectionSpec("costmodel", costmodel_section, False, "cost model vs published figures"),
+    SectionSpec("ablation", ablation_section, False, "A311D ablations vs published steps"),
 )
 
 

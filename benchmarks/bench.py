@@ -23,6 +23,10 @@ validation) by appending one entry:
   device/BUILTIN_REF and device/XNNPACK. ``claimed`` says how much of the model the device ran.
 * ``vela``: when ``ethos-u-vela`` is installed, Vela's compile time for the same models (the
   etnaviv and rocket targets compare their compile time with it), next to ours.
+* ``costmodel`` and ``ablation`` (``costmodel_validation.py``): the cost model's estimate for
+  the chained MobileNet v1 (1.0, 224) next to the published Mesa figures (A311D, i.MX 8M Plus,
+  RK3588) with the ratio, and the A311D driver switches flipped one at a time next to the
+  published compression and SRAM-caching steps. Not in ``--quick``.
 
 Timings are wall-clock on this machine; the script prints them and never asserts them (a smoke
 test checks only that the fields exist).

@@ -100,11 +100,6 @@ def rule_conv_constant_weights(op: PipeMlOperation, target: NpuTarget) -> str | 
     return None
 
 
-def rule_conv_dilation(op: PipeMlOperation, target: NpuTarget) -> str | None:
-    """Convolutions have dilation 1."""
-    return None if op.params.dilation == (1, 1) else f"dilation {op.params.dilation}"
-
-
 def rule_conv_stride(op: PipeMlOperation, target: NpuTarget) -> str | None:
     """Strides are 1, or 2 on both axes (a TP reshuffle for kernels larger than 1x1, else the
     NN unit's first-pixel pooling)."""
@@ -113,9 +108,11 @@ def rule_conv_stride(op: PipeMlOperation, target: NpuTarget) -> str | None:
 
 
 def rule_conv_kernel(op: PipeMlOperation, target: NpuTarget) -> str | None:
-    """Kernels fit the 4-bit kernel size fields (at most 15x15; stride-2 kernels are halved by
-    the reshuffle first) and the 20-bit kernel depth."""
+    """Kernels fit the 4-bit kernel size fields (at most 15x15, a dilated kernel with its gaps;
+    stride-2 kernels are halved by the reshuffle first) and the 20-bit kernel depth."""
     _, kh, kw, _ = op.inputs[1].dims
+    dy, dx = op.params.dilation
+    kh, kw = (kh - 1) * dy + 1, (kw - 1) * dx + 1
     if op.params.stride == (2, 2) and not op.params.depthwise and (kh, kw) != (1, 1):
         kh, kw = -(-kh // 2), -(-kw // 2)
     if max(kh, kw) > MAX_KERNEL_XY:
@@ -172,7 +169,6 @@ def rule_fc_weights(op: PipeMlOperation, target: NpuTarget) -> str | None:
 
 CONV = (
     rule_conv_constant_weights,
-    rule_conv_dilation,
     rule_conv_stride,
     rule_conv_kernel,
     rule_conv_padding,
@@ -328,6 +324,7 @@ def operation_supported(op: PipeMlOperation, target: NpuTarget) -> str | None:
 
 def support_markdown() -> str:
     """The support table of ``docs/etnaviv.md``, from the rules' docstrings."""
+
     def doc(rules) -> str:
         return "<br>".join(" ".join(r.__doc__.split()) for r in rules)
 

@@ -25,7 +25,8 @@ from ...util.drm import DrmError, DrmFile
 from . import etnaviv_regs as E
 from .cmdstream import init_stream, relocated
 from .debug import DEBUG, DebugFlags, write_dump
-from .ml import Compiled, EtnaSubgraph
+from .ml import EtnaSubgraph
+from .ml_compile import Compiled
 from .ml_nn import Bo
 from .winsys import EtnaBo, Winsys, describe_error
 

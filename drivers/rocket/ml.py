@@ -347,7 +347,15 @@ def _lower_conv(st: _State, ops: list[ConvOperation], node: Node) -> None:
         scratch = Tensor(out.shape, ElementType.INT8, Quant(1.0, 0), layout=NC1HWC2,
                          name=f"{out.name or 'conv'}/sign")  # fmt: skip
         sign_map = st.feature(scratch, aligned)
-        ops.append(replace(op, output=sign_map, dpu=replace(op.dpu, out=plan.sign)))
+        sp = plan.sign
+        sign_dpu = Dpu(
+            replace(sp.bs, memory=_words_section(st, sp.bs_words, aligned)),
+            replace(sp.bn, memory=_words_section(st, sp.bn_words, aligned)),
+            None,
+            sp.out,
+            ow_op=o - zw,
+        )
+        ops.append(replace(op, output=sign_map, dpu=sign_dpu))
         op = replace(op, index=len(ops))
     if plan.ew is not None:
         operand = sign_map if plan.sign is not None else None

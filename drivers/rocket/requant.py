@@ -56,7 +56,7 @@ from __future__ import annotations
 import enum
 import math
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -83,6 +83,14 @@ OUTPUT_CODES = 256
 SIGN_SCALE = UINT16_MAX
 SIGN_OFFSET = UINT16_MAX // 2
 SIGN_SHIFT = 8
+# Per-channel layers whose channels have different TFLite shifts r_c: the output shift is this
+# much finer than the coarsest live channel's (int32 holds 256·2^r for r up to 22), channels
+# more than SIGN_SPREAD coarser than the finest are approximated, and the sign pass writes
+# offsets of at most 2^SIGN_OFFSET_BITS (int8).
+EXTRA_BITS = 8
+MAX_OUTPUT_SHIFT = 22
+SIGN_SPREAD = 6
+SIGN_OFFSET_BITS = 6
 # Plan A tries this many values of m1 (the largest allowed and below) per distinct channel,
 # keeps the VERIFY_CANDIDATES best pairs and counts their wrong outputs over the accumulator
 # range, while that costs at most VERIFY_BUDGET evaluations per layer.
@@ -195,7 +203,7 @@ class Plan:
     bs_words: np.ndarray | None
     bn_words: np.ndarray | None
     ew: EwPlan | None = None
-    sign: OutputConvert | None = None
+    sign: Plan | None = None  # the sign pass that runs first (module doc), if any
 
 
 class PlanError(ValueError):
@@ -253,14 +261,13 @@ def _verified(
     scales: Scales,
     v_range: tuple[np.ndarray, np.ndarray],
     pairs: tuple[np.ndarray, np.ndarray],
-    shift: int,
-    r: int,
+    hardware: Callable[[np.ndarray, int, int, int], np.ndarray],
     out: Callable[[np.ndarray], np.ndarray],
-    sign_pass: bool,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Per channel, the candidate pair whose outputs over every accumulator that can give an
     unsaturated result (``v_range``: lowest, highest) differ least from TFLite's (the first
-    candidate where that would cost more than VERIFY_BUDGET evaluations)."""
+    candidate where that would cost more than VERIFY_BUDGET evaluations). ``hardware(v, c,
+    m1, m2)`` is the plan's result before the zero point."""
     m1, m2 = pairs
     picked1, picked2 = m1[:, 0].copy(), m2[:, 0].copy()
     seen: dict[tuple, int] = {}
@@ -279,9 +286,7 @@ def _verified(
         fewest = None
         for a, b in zip(m1[c], m2[c], strict=True):  # best first: stop at the first exact pair
             budget -= len(v)
-            h = _rs_away(v * (a * b), shift)
-            y = _rs_up(h - (h < 0), r) if sign_pass else _rs_up(h, r)
-            wrong = int(np.count_nonzero(out(y) != want))
+            wrong = int(np.count_nonzero(out(hardware(v, c, a, b)) != want))
             if fewest is None or wrong < fewest:
                 fewest, picked1[c], picked2[c] = wrong, a, b
             if wrong == 0 or budget < len(v):
@@ -301,17 +306,27 @@ def plan_conv(
     """Plan A (module doc). ``zero_point`` is the output's in the stored domain; ``lo``/``hi``
     the clamp relative to it (``q - z``), None where the type's saturation is the clamp.
     ``v_bound`` bounds |acc + bias| per channel."""
-    real, right = scales.real, scales.right
-    r = common_shift(right)
-    # One output shift r for all channels: channel c's h is 2^(r - r_c) finer than TFLite's.
-    real = real * np.exp2(r - right)
+    if lo is not None and lo != 0:
+        raise PlanError(f"activation minimum {lo} LSB from the zero point (only ReLU's 0)")
+    if hi is not None and lo is None:
+        raise PlanError("an activation maximum without ReLU (ReLUX acts only after ReLU)")
+    right = scales.right
+    live = scales.real > 0
+    shifts = np.unique(right[live])
+    mixed = scales.rounding is Rounding.DOUBLE and len(shifts) > 1
+    if mixed:  # finer than every live channel's h, within int32 (plan A with offsets)
+        top = int(shifts[shifts <= shifts[0] + SIGN_SPREAD].max())
+        r = min(top + EXTRA_BITS, MAX_OUTPUT_SHIFT)
+    else:
+        r = int(shifts[0]) if len(shifts) else 0
+    d = r - right  # channel c's h is 2^d finer than TFLite's
+    real = scales.real * np.exp2(d)
     # Beyond OUTPUT_CODES·2^r, h saturates the output however BS saturates: only the range
     # below that must stay exact in int32.
     with np.errstate(divide="ignore", over="ignore"):
         useful = np.where(real > 0, np.ceil((OUTPUT_CODES << r) / real) + 1, np.inf)
     bound = np.minimum(v_bound, useful)
     m1_max = np.clip(INT32_MAX // np.maximum(bound, 1), 1, INT16_MAX).astype(np.int64)
-    live = real > 0
     shift = 0
     if live.any():
         room = np.min(INT16_MAX * m1_max[live] / real[live])
@@ -319,56 +334,67 @@ def plan_conv(
     if shift < 0:
         raise PlanError(f"requantization multiplier {real.max():.4g} too large for the DPU")
     shift, m1s, m2s = _pairs(real, m1_max, shift)
-    if lo is not None and lo != 0:
-        raise PlanError(f"activation minimum {lo} LSB from the zero point (only ReLU's 0)")
-    if hi is not None and lo is None:
-        raise PlanError("an activation maximum without ReLU (ReLUX acts only after ReLU)")
-    negative_visible = lo is None and zero_point > INT8_MIN
-    sign_pass = r > 0 and negative_visible
     lo_out = zero_point if lo is not None else INT8_MIN
     hi_out = INT8_MAX if hi is None else min(INT8_MAX, zero_point + hi)
+    sign_pass = mixed or (r > 0 and lo_out == INT8_MIN and zero_point > INT8_MIN)
+    offsets = np.zeros(len(d), dtype=np.int64)
+    scale_q = 0
+    if mixed:  # the sign pass writes ±2^(d_c - 1 - q); EW scales it by 2^q
+        scale_q = max(int(d[live].max()) - 1 - SIGN_OFFSET_BITS, 0)
+        offsets = np.where(d - 1 - scale_q >= 0, np.exp2(np.maximum(d - 1 - scale_q, 0)), 0)
+        offsets = np.minimum(offsets, 1 << SIGN_OFFSET_BITS).astype(np.int64)
+
+    def hardware(v: np.ndarray, c: int, a: int, b: int) -> np.ndarray:
+        h = _rs_away(v * (a * b), shift)
+        if mixed:
+            h = h + (np.where(v >= 1, offsets[c], -offsets[c]) << scale_q)
+            if lo is not None:
+                h = np.maximum(h, 0)
+            if hi is not None:
+                h = np.minimum(h, hi << r)
+            return _rs_up(h, r)
+        if lo is not None:
+            h = np.maximum(h, 0)
+        if hi is not None:
+            h = np.minimum(h, hi << r)
+        return _rs_up(h - (h < 0), r) if sign_pass else _rs_up(h, r)
 
     def out_codes(y: np.ndarray) -> np.ndarray:
         return np.clip(y + zero_point, lo_out, hi_out)
 
     # The accumulators whose output is not the same saturated code either way (plus one).
-    with np.errstate(divide="ignore", over="ignore"):
+    with np.errstate(divide="ignore", over="ignore", invalid="ignore"):
         low = np.floor((lo_out - zero_point - 1) * 2.0**r / real) - 1
         high = np.ceil((hi_out - zero_point + 1) * 2.0**r / real) + 1
     v_range = (np.maximum(low, -bound), np.minimum(high, bound))
-    m1, m2 = _verified(scales, v_range, (m1s, m2s), shift, r, out_codes, sign_pass)
-    relux = None if hi is None else hi << r
+    m1, m2 = _verified(scales, v_range, (m1s, m2s), hardware, out_codes)
     c1, c2 = _common(m1), _common(m2)
     bs = DpuStage(alu_memory=True, mul=c1, mul_memory=c1 is None)
-    bn = DpuStage(mul=c2, mul_memory=c2 is None, mul_shift=shift, relu=lo is not None, relux=relux)
+    bn = DpuStage(mul=c2, mul_memory=c2 is None, mul_shift=shift)
     bs_words = _words([bias] + ([m1] if c1 is None else []))
     bn_words = _words([m2]) if c2 is None else None
+    relux = None if hi is None else hi << r
     if not sign_pass:
+        bn = replace(bn, relu=lo is not None, relux=relux)
         out = OutputConvert(offset=zero_point, scale=1, shift=r, round_half_up=True)
         return Plan(bs, bn, out, bs_words, bn_words)
-    sign = OutputConvert(offset=SIGN_OFFSET, scale=SIGN_SCALE, shift=0)
-    ew = EwPlan(scale=1, shift=SIGN_SHIFT, offset=-INT8_MIN, add_first=True)
-    out = OutputConvert(
-        offset=(zero_point << r) - 1, scale=1, shift=r, add_first=True, round_half_up=True
-    )
+    if not mixed:
+        sign = Plan(bs, bn, OutputConvert(SIGN_OFFSET, SIGN_SCALE, 0), bs_words, bn_words)
+        ew = EwPlan(scale=1, shift=SIGN_SHIFT, offset=-INT8_MIN, add_first=True)
+        out = OutputConvert((zero_point << r) - 1, 1, r, add_first=True, round_half_up=True)
+        return Plan(bs, bn, out, bs_words, bn_words, ew, sign)
+    # Sign pass: BS ReLU/ReLUX turn v into {0, 2} (v >= 1), BN subtracts 1 and scales by the
+    # channel's offset: +-2^(d_c - 1 - q). The main pass adds it, times 2^q, before the shift.
+    two = 2
+    sign_bs = DpuStage(alu_memory=True, mul=two, relu=True, relux=two)
+    c_off = _common(offsets)
+    sign_bn = DpuStage(alu=-1, mul=c_off, mul_memory=c_off is None)
+    sign_out = OutputConvert(offset=0, scale=1, shift=0)
+    off_words = _words([offsets]) if c_off is None else None
+    sign = Plan(sign_bs, sign_bn, sign_out, _words([bias]), off_words)
+    ew = EwPlan(1 << scale_q, 0, 0, add_first=False, relu=lo is not None, relux=relux)
+    out = OutputConvert(offset=zero_point, scale=1, shift=r, round_half_up=True)
     return Plan(bs, bn, out, bs_words, bn_words, ew, sign)
-
-
-def common_shift(right: np.ndarray) -> int:
-    """The output shift r for channels whose TFLite shifts are ``right`` (per-channel weights).
-
-    The output convertor's shift is one register, so a channel c with ``r_c != r`` rounds its
-    ``h`` at another resolution than TFLite: ``|x| + 2^(r - r_c - 1)`` where TFLite rounds
-    ``|x| + 1/2`` (module doc), which moves results in a band of width
-    ``|2^(r - r_c - 1) - 1/2|·2^-r_c`` per unit. ``r`` minimises that summed over channels.
-    """
-    values, counts = np.unique(right, return_counts=True)
-    if len(values) == 1:
-        return int(values[0])
-    rc = values.astype(np.float64)[None, :]
-    cand = values.astype(np.float64)[:, None]
-    band = np.abs(np.exp2(cand - rc - 1) - 0.5) * np.exp2(-rc)
-    return int(values[np.argmin((band * counts[None, :]).sum(axis=1))])
 
 
 def _rs_up(v: np.ndarray, n: int) -> np.ndarray:

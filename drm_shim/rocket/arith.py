@@ -90,8 +90,13 @@ def saturate_int8(v: np.ndarray) -> np.ndarray:
 
 
 def saturate_int32(v: np.ndarray, bound: float) -> tuple[np.ndarray, float]:
-    """Saturate to int32 in place, skipped when ``bound`` (a bound on ``|v|``) shows no value can
-    be out of range; returns the values and the new bound."""
+    """Saturate to int32 in place; returns the values and a bound on their magnitude. Skipped
+    when ``bound`` (a bound on ``|v|``) or, failing that, the values' actual extremes (two
+    read-only passes, cheaper than the clip's read and write) show no value is out of range."""
     if bound <= INT32_MAX:
         return v, bound
+    if v.size:
+        lo, hi = float(v.min()), float(v.max())
+        if INT32_MIN <= lo and hi <= INT32_MAX:
+            return v, max(-lo, hi)
     return np.clip(v, INT32_MIN, INT32_MAX, out=v), float(INT32_MAX + 1)

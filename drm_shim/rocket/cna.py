@@ -225,7 +225,8 @@ def decode(regs: TaskRegs, npu: RocketNpu, options: NpuModelOptions) -> CnaConfi
 def fetch_features(
     cfg: CnaConfig, mem: AddressSpace, npu: RocketNpu, options: NpuModelOptions, stats: TaskStats
 ) -> np.ndarray:
-    """The task's input cube as int8 ``[in_h, in_w, channels]``."""
+    """The task's input cube, int8: ``[in_h, in_w, channels]`` or, for the NC1HWC2 path, a
+    view ``[in_h, in_w, surfaces, atom]`` of the same lanes."""
     atom = npu.feature_atom_bytes
     if cfg.pixel_input:
         bo, raw = mem.view(
@@ -245,11 +246,13 @@ def fetch_features(
         (cfg.surface_bytes, cfg.line_bytes, atom, 1),
     )
     stats.read("input", bo, raw.size)
-    x = raw.view(np.int8).transpose(1, 2, 0, 3).reshape(cfg.in_h, cfg.in_w, -1)
-    if options.padded_channels == "masked" and cfg.channels_real < x.shape[2]:
-        x = x.copy()
+    # [in_h, in_w, surfaces, atom]: a view of the BO; the MAC stage gathers and converts it in
+    # one pass (channels is a whole number of atoms, so this is every lane).
+    x = raw.view(np.int8).transpose(1, 2, 0, 3)
+    if options.padded_channels == "masked" and cfg.channels_real < cfg.channels:
+        x = x.reshape(cfg.in_h, cfg.in_w, -1)  # a copy
         x[:, :, cfg.channels_real :] = 0
-    return x[:, :, : cfg.channels]
+    return x
 
 
 def convert_input(

@@ -43,18 +43,20 @@ class Weights:
 
 
 def pad_input(cfg: CnaConfig, x: np.ndarray, oh: int, ow: int, dtype: type) -> np.ndarray:
-    """The input with the pad value around it, exactly as large as the output needs: every tap
-    outside the fetched cube reads PAD_VALUE (top/left from PAD_CON0, bottom/right implicit)."""
+    """The input as ``dtype`` ``[hp, wp, C]`` with the pad value around it, exactly as large as
+    the output needs: every tap outside the fetched cube reads PAD_VALUE (top/left from
+    PAD_CON0, bottom/right implicit). ``x`` is ``[in_h, in_w, C]`` or ``[in_h, in_w, S, atom]``
+    (any strides): gathered and converted in one pass."""
     hp = (oh - 1) * cfg.stride_y + cfg.kh
     wp = (ow - 1) * cfg.stride_x + cfg.kw
     if (hp, wp) == x.shape[:2] and not (cfg.pad_top or cfg.pad_left):
-        return x.astype(dtype)
-    xp = np.full((hp, wp, x.shape[2]), cfg.pad_value, dtype=dtype)
+        return x.astype(dtype, order="C").reshape(hp, wp, -1)
+    xp = np.full((hp, wp, *x.shape[2:]), cfg.pad_value, dtype=dtype)
     rows = max(0, min(cfg.in_h, hp - cfg.pad_top))
     cols = max(0, min(cfg.in_w, wp - cfg.pad_left))
     if rows and cols:
         xp[cfg.pad_top : cfg.pad_top + rows, cfg.pad_left : cfg.pad_left + cols] = x[:rows, :cols]
-    return xp
+    return xp.reshape(hp, wp, -1)
 
 
 def exact_dtype(taps: int, max_abs_w: float) -> type:

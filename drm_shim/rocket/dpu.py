@@ -490,8 +490,10 @@ def write_back(
     """WDMA: ``y`` int8 ``[H, W, C]`` to NC1HWC2 surfaces at DST_BASE_ADDR."""
     channels = regs(R.DPU.WDMA_SIZE_0).CHANNEL_WDMA + 1
     surfaces = -(-channels // atom)
-    lanes = np.zeros((cube.height, cube.width, surfaces * atom), dtype=np.int8)
-    lanes[:, :, :channels] = y[:, :, :channels]
+    lanes = y
+    if y.shape[2] != surfaces * atom:
+        lanes = np.zeros((cube.height, cube.width, surfaces * atom), dtype=np.int8)
+        lanes[:, :, :channels] = y[:, :, :channels]
     stride = regs(R.DPU.DST_SURF_STRIDE).DST_SURF_STRIDE
     stride *= _unit(R.DPU.DST_SURF_STRIDE, "DST_SURF_STRIDE")
     bo, view = mem.view(

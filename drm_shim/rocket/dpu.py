@@ -1,15 +1,17 @@
-"""DPU and DPU_RDMA: post-processing of the accumulators (NVDLA SDP + SDP_RDMA).
+"""DPU: post-processing of the accumulators (NVDLA SDP).
 
 The accumulator stage (the OW term and CORE's CLIP_TRUNCATE), then BS -> BN -> EW -> output
-convertor -> WDMA, each stage read from its registers only, with its per-channel or per-element
-operands fetched by DPU_RDMA (BRDMA, NRDMA, ERDMA/MRDMA). ``docs/rocket-npu-model.md`` §4 gives
-every rule and its source.
+convertor -> WDMA, each stage read from its registers only, with its operands fetched by
+DPU_RDMA (``dpu_rdma.py``). ``docs/rocket-npu-model.md`` §4 gives every rule and its source.
+
+:func:`plan` decodes and checks every register of the task once and fetches the operands,
+giving a :class:`DpuPlan`; :meth:`DpuPlan.apply` then runs the stages on blocks of output rows,
+so that the ten-odd elementwise passes of the pipeline stay in the CPU's cache.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 
@@ -23,19 +25,15 @@ from .arith import (
     shifted_bound,
 )
 from .core import MacResult, exact_dtype
+from .dpu_rdma import channel_operands, ew_operand, unit, unsupported
 from .faults import NpuFault, NpuHang
 from .memory import AddressSpace
 from .options import NpuModelOptions
 from .regfile import TaskRegs
 from .stats import TaskStats
 
-# Mesa rkt_regcmd.c: COMB_USE=5 with MRDMA enabled when an ADD's operand is read (the combined
-# MRDMA + ERDMA fetch of ew_fetch="comb").
-COMB_USE_EW = 5
-# BRDMA/NRDMA DATA_USE codes [inferred: bit 0 ALU operand, bit 1 MUL operand; Mesa writes 1 for
-# its int32 bias].
-USE_ALU, USE_MUL, USE_BOTH = 1, 2, 3
-OPERAND_BYTES = 4  # one 32-bit word per channel and operand (Mesa's int32 bias)
+# Output rows per block of the pipeline: about this many values (2 MiB of float64).
+BLOCK_VALUES = 1 << 18
 
 
 def _owned(v: np.ndarray) -> np.ndarray | None:
@@ -44,14 +42,14 @@ def _owned(v: np.ndarray) -> np.ndarray | None:
     return v if v.dtype == np.float64 else None
 
 
-def _unit(reg: R.Register, field: str) -> int:
-    """Bytes per unit of an address field that starts above bit 0 (the register value is the
-    byte count: e.g. DST_SURF_STRIDE at bits 31:4 counts 16-byte units)."""
-    return 1 << reg.field(field).low
+def _int32(value: int) -> int:
+    """A 32-bit register value as int32."""
+    return int(np.array(value, dtype=np.uint32).view(np.int32))
 
 
-def _unsupported(reg: R.Register, field: str, value: Any, why: str = "") -> NpuFault:
-    return NpuFault("unsupported", f"unsupported setting {reg.path}.{field}={value}{why}")
+# --------------------------------------------------------------------------------------------
+# The OW term and the accumulator
+# --------------------------------------------------------------------------------------------
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,24 +97,9 @@ def plan_ow(ow: OwConfig, taps: int, max_abs_w: int) -> OwPlan:
     return OwPlan(before=ow.operand)
 
 
-def accumulate(
-    regs: TaskRegs, mac: MacResult, plan: OwPlan, options: NpuModelOptions
-) -> tuple[np.ndarray, float]:
-    """CACC: the OW term, CLIP_TRUNCATE and saturation to int32 of the MAC sums; (values, a
-    bound on their magnitude)."""
-    clip = regs(R.CORE.CLIP_TRUNCATE).CLIP_TRUNCATE
-    acc, bound = mac.acc, mac.bound
-    if plan.before:
-        acc = np.add(acc, plan.before * mac.window_sum, dtype=np.float64)
-        bound += abs(plan.before) * mac.sum_bound
-    if clip:
-        acc = rshift(acc, clip, options.truncate_round, out=_owned(acc))
-        bound = shifted_bound(bound, 1, clip)
-    acc, bound = saturate_int32(acc, bound)
-    if plan.after:
-        acc = np.add(acc, plan.after * mac.window_sum, dtype=np.float64)
-        acc, bound = saturate_int32(acc, bound + abs(plan.after) * mac.sum_bound)
-    return acc, bound
+# --------------------------------------------------------------------------------------------
+# The cube
+# --------------------------------------------------------------------------------------------
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,12 +110,12 @@ class Cube:
 
 
 def decode_cube(regs: TaskRegs, ow: int, oh: int, oc: int, depthwise: bool) -> Cube:
-    """Check the DPU and DPU_RDMA registers against the CORE's output cube."""
+    """Check the DPU registers against the CORE's output cube."""
     fm = regs(R.DPU.FEATURE_MODE_CFG)
     if fm.FLYING_MODE:
-        raise _unsupported(R.DPU.FEATURE_MODE_CFG, "FLYING_MODE", fm.FLYING_MODE)
+        raise unsupported(R.DPU.FEATURE_MODE_CFG, "FLYING_MODE", fm.FLYING_MODE)
     if fm.OUTPUT_MODE not in (R.DpuOutput.OUTPUT_MEMORY, R.DpuOutput.OUTPUT_BOTH):
-        raise _unsupported(
+        raise unsupported(
             R.DPU.FEATURE_MODE_CFG,
             "OUTPUT_MODE",
             fm.OUTPUT_MODE,
@@ -140,7 +123,7 @@ def decode_cube(regs: TaskRegs, ow: int, oh: int, oc: int, depthwise: bool) -> C
         )
     for name in ("TP_EN", "NONALIGN"):
         if getattr(fm, name):
-            raise _unsupported(R.DPU.FEATURE_MODE_CFG, name, getattr(fm, name))
+            raise unsupported(R.DPU.FEATURE_MODE_CFG, name, getattr(fm, name))
     mode = R.ConvMode.DEPTHWISE if depthwise else R.ConvMode.DIRECT
     if fm.CONV_MODE != mode:
         raise NpuFault(
@@ -150,12 +133,12 @@ def decode_cube(regs: TaskRegs, ow: int, oh: int, oc: int, depthwise: bool) -> C
     fmt = regs(R.DPU.DATA_FORMAT)
     for name in ("PROC_PRECISION", "IN_PRECISION", "OUT_PRECISION"):
         if getattr(fmt, name) != R.Precision.INT8:
-            raise _unsupported(R.DPU.DATA_FORMAT, name, getattr(fmt, name), " (only INT8)")
+            raise unsupported(R.DPU.DATA_FORMAT, name, getattr(fmt, name), " (only INT8)")
     for name in ("BS_MUL_SHIFT_VALUE_NEG", "BN_MUL_SHIFT_VALUE_NEG", "EW_TRUNCATE_NEG"):
         if getattr(fmt, name):
-            raise _unsupported(R.DPU.DATA_FORMAT, name, getattr(fmt, name))
+            raise unsupported(R.DPU.DATA_FORMAT, name, getattr(fmt, name))
     if regs(R.DPU.OFFSET_PEND).OFFSET_PEND:
-        raise _unsupported(R.DPU.OFFSET_PEND, "OFFSET_PEND", regs(R.DPU.OFFSET_PEND).OFFSET_PEND)
+        raise unsupported(R.DPU.OFFSET_PEND, "OFFSET_PEND", regs(R.DPU.OFFSET_PEND).OFFSET_PEND)
     cube = Cube(
         regs(R.DPU.DATA_CUBE_WIDTH).WIDTH + 1,
         regs(R.DPU.DATA_CUBE_HEIGHT).HEIGHT + 1,
@@ -184,31 +167,8 @@ def decode_cube(regs: TaskRegs, ow: int, oh: int, oc: int, depthwise: bool) -> C
 
 
 # --------------------------------------------------------------------------------------------
-# Per-channel operands (BRDMA, NRDMA)
+# BS and BN stages
 # --------------------------------------------------------------------------------------------
-
-
-def channel_operands(
-    mem: AddressSpace, stats: TaskStats, role: str, what: str, base: int, channels: int, use: int
-) -> tuple[np.ndarray | None, np.ndarray | None]:
-    """(ALU operands, MUL operands) per channel, from a BRDMA/NRDMA buffer."""
-    if use not in (USE_ALU, USE_MUL, USE_BOTH):
-        raise NpuFault(
-            "unsupported",
-            f"unsupported setting {what}: DATA_USE={use} (modelled: "
-            f"{USE_ALU} ALU, {USE_MUL} MUL, {USE_BOTH} both)",
-        )
-    words = 2 if use == USE_BOTH else 1
-    bo, raw = mem.read(what, base, channels * words * OPERAND_BYTES)
-    stats.read(role, bo, raw.size)
-    values = raw.view("<i4").astype(np.float64).reshape(channels, words)
-    alu = values[:, 0] if use & USE_ALU else None
-    mul = values[:, -1] if use & USE_MUL else None
-    if mul is not None and (
-        mul.min() < np.iinfo(np.int16).min or mul.max() > np.iinfo(np.int16).max
-    ):
-        raise NpuFault("unsupported", f"{what}: a MUL operand does not fit 16 bits")
-    return alu, mul
 
 
 @dataclass(frozen=True, slots=True)
@@ -222,6 +182,8 @@ class StageRegs:
     relux: R.Register
     base: R.Register
     use: R.Register
+    reader: str
+    role: str
 
 
 BS = StageRegs(
@@ -232,6 +194,8 @@ BS = StageRegs(
     R.DPU.BS_RELUX_CMP_VALUE,
     R.DPU_RDMA.BS_BASE_ADDR,
     R.DPU_RDMA.BRDMA_CFG,
+    "BRDMA",
+    "bias",
 )
 BN = StageRegs(
     "BN",
@@ -241,164 +205,148 @@ BN = StageRegs(
     R.DPU.BN_RELUX_CMP_VALUE,
     R.DPU_RDMA.BN_BASE_ADDR,
     R.DPU_RDMA.NRDMA_CFG,
+    "NRDMA",
+    "bn",
 )
 
 
-def stage(
+@dataclass(frozen=True, slots=True)
+class StagePlan:
+    """One BS or BN stage (NVDLA SDP X1/X2): ALU, MUL with a rounding shift, ReLU/ReLUX."""
+
+    alu: float | np.ndarray | None  # operand added (ALU_MINUS: negated), per channel or scalar
+    mul: float | np.ndarray | None
+    shift: int
+    relu: bool
+    relux: int | None
+    mode: str
+
+    def apply(self, v: np.ndarray, bound: float) -> tuple[np.ndarray, float]:
+        if self.alu is not None:
+            v = np.add(v, self.alu, dtype=np.float64)
+            v, bound = saturate_int32(v, bound + float(np.max(np.abs(self.alu))))
+        if self.mul is not None:
+            v = rshift(v, self.shift, self.mode, self.mul, out=_owned(v))
+            m = float(np.max(np.abs(self.mul)))
+            v, bound = saturate_int32(v, shifted_bound(bound, m, self.shift))
+        if self.relu:
+            if self.relux is not None:
+                np.clip(v, 0, self.relux, out=v)
+            else:
+                np.maximum(v, 0, out=v)
+        return v, bound
+
+
+def plan_stage(
     st: StageRegs,
-    v: np.ndarray,
-    bound: float,
     regs: TaskRegs,
     mem: AddressSpace,
     stats: TaskStats,
+    channels: int,
     rdma_enabled: bool,
     options: NpuModelOptions,
-) -> tuple[np.ndarray, float]:
-    """One BS or BN stage: ALU, MUL, ReLU (NVDLA SDP X1/X2), on values the caller owns."""
+) -> StagePlan | None:
     p = st.prefix
     cfg = regs(st.cfg)
     if getattr(cfg, f"{p}_BYPASS"):
-        return v, bound
+        return None
     alu_on = not getattr(cfg, f"{p}_ALU_BYPASS")
     mul_on = not getattr(cfg, f"{p}_MUL_BYPASS")
     if getattr(cfg, f"{p}_MUL_PRELU"):
-        raise _unsupported(st.cfg, f"{p}_MUL_PRELU", 1)
+        raise unsupported(st.cfg, f"{p}_MUL_PRELU", 1)
     mul_cfg = regs(st.mul)
     alu_mem = alu_on and getattr(cfg, f"{p}_ALU_SRC") == R.AluSrc.SRC_MEMORY
     mul_mem = mul_on and getattr(mul_cfg, f"{p}_MUL_SRC") == R.AluSrc.SRC_MEMORY
     alu = mul = None
     if alu_mem or mul_mem:
-        reader = "BRDMA" if p == "BS" else "NRDMA"
         if not rdma_enabled:
             raise NpuHang(
-                f"the DPU {p} stage waits for {reader} operands but DPU_RDMA is not "
+                f"the DPU {p} stage waits for {st.reader} operands but DPU_RDMA is not "
                 "enabled in op_en"
             )
-        use = getattr(regs(st.use), f"{reader}_DATA_USE")
-        base_field = st.base.fields[0].name
-        alu, mul = channel_operands(
-            mem,
-            stats,
-            "bias" if p == "BS" else "bn",
-            f"{st.base.path} ({reader})",
-            getattr(regs(st.base), base_field),
-            v.shape[-1],
-            use,
-        )
+        use = getattr(regs(st.use), f"{st.reader}_DATA_USE")
+        base = getattr(regs(st.base), st.base.fields[0].name)
+        what = f"{st.base.path} ({st.reader})"
+        alu, mul = channel_operands(mem, stats, st.role, what, base, channels, use)
         if (alu_mem and alu is None) or (mul_mem and mul is None):
             raise NpuFault(
                 "inconsistent",
                 f"{st.cfg.path} reads an operand from memory that "
-                f"{st.use.path}.{reader}_DATA_USE={use} does not provide",
+                f"{st.use.path}.{st.reader}_DATA_USE={use} does not provide",
             )
     if alu_on:
-        operand = alu if alu_mem else getattr(regs(st.alu), f"{p}_ALU_OPERAND")
+        if not alu_mem:
+            alu = float(getattr(regs(st.alu), f"{p}_ALU_OPERAND"))
         algo = getattr(cfg, f"{p}_ALU_ALGO")
-        if algo == R.AluAlgo.ALU_ADD:
-            v = np.add(v, operand, dtype=np.float64)
-        elif algo == R.AluAlgo.ALU_MINUS:
-            v = np.subtract(v, operand, dtype=np.float64)
-        else:
-            raise _unsupported(st.cfg, f"{p}_ALU_ALGO", algo)
-        v, bound = saturate_int32(v, bound + float(np.max(np.abs(operand))))
-    if mul_on:
-        if mul_mem:
-            operand = mul
-        else:  # a signed 16-bit operand [inferred]
-            operand = int(np.array(getattr(mul_cfg, f"{p}_MUL_OPERAND")).astype(np.int16))
-        shift = getattr(mul_cfg, f"{p}_MUL_SHIFT_VALUE")
-        v = rshift(v, shift, options.truncate_round, operand, out=_owned(v))
-        v, bound = saturate_int32(v, shifted_bound(bound, float(np.max(np.abs(operand))), shift))
-    if not getattr(cfg, f"{p}_RELU_BYPASS"):
-        np.maximum(v, 0, out=v)
-        if getattr(cfg, f"{p}_RELUX_EN"):
-            cmp = getattr(regs(st.relux), f"{p}_RELUX_CMP_DAT")
-            np.minimum(v, int(np.array(cmp, dtype=np.uint32).view(np.int32)), out=v)
-    return v, bound
-
-
-# --------------------------------------------------------------------------------------------
-# Element-wise stage (ERDMA / MRDMA operand)
-# --------------------------------------------------------------------------------------------
-
-
-def ew_operand(
-    regs: TaskRegs,
-    mem: AddressSpace,
-    stats: TaskStats,
-    cube: Cube,
-    atom: int,
-    options: NpuModelOptions,
-) -> np.ndarray:
-    """The element-wise operand as int8 ``[H, W, C]``."""
-    erdma = regs(R.DPU_RDMA.ERDMA_CFG)
-    if erdma.ERDMA_DISABLE:
-        raise NpuHang(
-            "the DPU EW stage waits for its operand but DPU_RDMA.ERDMA_CFG.ERDMA_DISABLE=1"
-        )
-    if erdma.ERDMA_DATA_SIZE != 1 or erdma.ERDMA_NONALIGN:
-        raise _unsupported(
-            R.DPU_RDMA.ERDMA_CFG,
-            "ERDMA_DATA_SIZE/ERDMA_NONALIGN",
-            f"{erdma.ERDMA_DATA_SIZE}/{erdma.ERDMA_NONALIGN}",
-            " (int8 operand)",
-        )
-    rw = regs(R.DPU_RDMA.DATA_CUBE_WIDTH).WIDTH + 1
-    rh = regs(R.DPU_RDMA.DATA_CUBE_HEIGHT).HEIGHT + 1
-    rc = regs(R.DPU_RDMA.DATA_CUBE_CHANNEL).CHANNEL + 1
-    if (rw, rh, rc) != (cube.width, cube.height, cube.channels):
-        raise NpuFault(
-            "inconsistent",
-            f"DPU_RDMA.DATA_CUBE_* give {rw}x{rh}x{rc} but the DPU "
-            f"cube is {cube.width}x{cube.height}x{cube.channels}",
-        )
-    surfaces = -(-cube.channels // atom)
-    line = cube.width * atom
-    plane = cube.width * cube.height * atom
-    fm = regs(R.DPU_RDMA.FEATURE_MODE_CFG)
-    ew_base = regs(R.DPU_RDMA.EW_BASE_ADDR).EW_BASE_ADDR
-    e = np.empty((surfaces, cube.height, cube.width, atom), dtype=np.uint8)
-    if options.ew_fetch == "plain" or fm.MRDMA_DISABLE:
-        stride = regs(R.DPU_RDMA.EW_SURF_STRIDE).EW_SURF_STRIDE
-        stride *= _unit(R.DPU_RDMA.EW_SURF_STRIDE, "EW_SURF_STRIDE")
-        bo, view = mem.view(
-            "DPU_RDMA.EW_BASE_ADDR (ERDMA operand)", ew_base, e.shape, (stride, line, atom, 1)
-        )
-        stats.read("ew", bo, view.size)
-        e[...] = view
-    elif fm.COMB_USE == COMB_USE_EW:
-        src = regs(R.DPU_RDMA.SRC_BASE_ADDR).SRC_BASE_ADDR
-        notch_m = regs(R.DPU_RDMA.SURF_NOTCH).SURF_NOTCH_ADDR
-        notch_m *= _unit(R.DPU_RDMA.SURF_NOTCH, "SURF_NOTCH_ADDR")
-        notch_e = regs(R.DPU_RDMA.EW_SURF_NOTCH).EW_SURF_NOTCH
-        notch_e *= _unit(R.DPU_RDMA.EW_SURF_NOTCH, "EW_SURF_NOTCH")
-        for first, base, notch, reader in (
-            (0, src, notch_m, "DPU_RDMA.SRC_BASE_ADDR (MRDMA)"),
-            (1, ew_base, notch_e, "DPU_RDMA.EW_BASE_ADDR (ERDMA)"),
-        ):
-            count = len(range(first, surfaces, 2))
-            bo, view = mem.view(
-                f"{reader} EW operand", base, (count, *e.shape[1:]), (plane + notch, line, atom, 1)
-            )
-            stats.read("ew", bo, view.size)
-            e[first::2] = view
+        if algo == R.AluAlgo.ALU_MINUS:
+            alu = -alu
+        elif algo != R.AluAlgo.ALU_ADD:
+            raise unsupported(st.cfg, f"{p}_ALU_ALGO", algo)
     else:
-        raise _unsupported(
-            R.DPU_RDMA.FEATURE_MODE_CFG,
-            "COMB_USE",
-            fm.COMB_USE,
-            f" with MRDMA enabled (modelled: {COMB_USE_EW}, the EW operand)",
-        )
-    return (
-        e.view(np.int8)
-        .transpose(1, 2, 0, 3)
-        .reshape(cube.height, cube.width, -1)[:, :, : cube.channels]
+        alu = None
+    if mul_on:
+        if not mul_mem:  # a signed 16-bit operand [inferred]
+            mul = float(np.array(getattr(mul_cfg, f"{p}_MUL_OPERAND")).astype(np.int16))
+    else:
+        mul = None
+    relux = None
+    if getattr(cfg, f"{p}_RELUX_EN"):
+        relux = _int32(getattr(regs(st.relux), f"{p}_RELUX_CMP_DAT"))
+    return StagePlan(
+        alu,
+        mul,
+        getattr(mul_cfg, f"{p}_MUL_SHIFT_VALUE"),
+        not getattr(cfg, f"{p}_RELU_BYPASS"),
+        relux,
+        options.truncate_round,
     )
 
 
-def ew_stage(
-    v: np.ndarray,
-    bound: float,
+# --------------------------------------------------------------------------------------------
+# EW stage and the output convertor
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class EwPlan:
+    """The element-wise stage: the operand (int8 ``[H, W, C]``) through its convertor, added
+    or subtracted, then ReLU/ReLUX."""
+
+    operand: np.ndarray | None
+    add_then_mul: bool
+    offset: int
+    scale: int
+    shift: int
+    mode: str
+    sign: int
+    relu: bool
+    relux: int | None
+
+    def apply(self, v: np.ndarray, bound: float, rows: slice) -> tuple[np.ndarray, float]:
+        if self.operand is not None:
+            e = self.operand[rows].astype(np.float64)
+            e_bound = float(-INT8_MIN)
+            if self.scale is not None:
+                if self.add_then_mul:
+                    e += self.offset
+                    e = rshift(e, self.shift, self.mode, self.scale, out=e)
+                    e_bound = shifted_bound(e_bound + abs(self.offset), self.scale, self.shift)
+                else:
+                    e = rshift(e, self.shift, self.mode, self.scale, self.offset, out=e)
+                    e_bound = shifted_bound(e_bound, self.scale, self.shift) + abs(self.offset)
+            if self.sign < 0:
+                np.negative(e, out=e)
+            v = np.add(v, e, dtype=np.float64)
+            v, bound = saturate_int32(v, bound + e_bound)
+        if self.relu:
+            if self.relux is not None:
+                np.clip(v, 0, self.relux, out=v)
+            else:
+                np.maximum(v, 0, out=v)
+        return v, bound
+
+
+def plan_ew(
     regs: TaskRegs,
     mem: AddressSpace,
     stats: TaskStats,
@@ -406,82 +354,150 @@ def ew_stage(
     atom: int,
     rdma_enabled: bool,
     options: NpuModelOptions,
-) -> tuple[np.ndarray, float]:
+) -> EwPlan | None:
     cfg = regs(R.DPU.EW_CFG)
     if cfg.EW_BYPASS:
-        return v, bound
+        return None
     for name in ("EW_BINARY_EN", "EW_EQUAL_EN", "EW_MUL_PRELU", "EW_OP_TYPE"):
         if getattr(cfg, name):
-            raise _unsupported(R.DPU.EW_CFG, name, getattr(cfg, name))
+            raise unsupported(R.DPU.EW_CFG, name, getattr(cfg, name))
     if not cfg.EW_LUT_BYPASS:
-        raise _unsupported(R.DPU.EW_CFG, "EW_LUT_BYPASS", 0, " (the LUT is not modelled)")
-    if not cfg.EW_OP_BYPASS:
-        if cfg.EW_OP_SRC != R.AluSrc.SRC_MEMORY:
-            raise _unsupported(
-                R.DPU.EW_CFG,
-                "EW_OP_SRC",
-                cfg.EW_OP_SRC,
-                " (only an operand from memory is modelled)",
-            )
-        if cfg.EDATA_SIZE != 1:
-            raise _unsupported(R.DPU.EW_CFG, "EDATA_SIZE", cfg.EDATA_SIZE, " (int8 operand)")
-        if not rdma_enabled:
-            raise NpuHang(
-                "the DPU EW stage waits for its operand but DPU_RDMA is not enabled in op_en"
-            )
-        e = ew_operand(regs, mem, stats, cube, atom, options).astype(np.float64)
-        e_bound = float(-INT8_MIN)
-        if not cfg.EW_OP_CVT_BYPASS:
-            scale_cfg = regs(R.DPU.EW_CVT_SCALE_VALUE)
-            if scale_cfg.EW_TRUNCATE:
-                raise _unsupported(R.DPU.EW_CVT_SCALE_VALUE, "EW_TRUNCATE", scale_cfg.EW_TRUNCATE)
-            offset = regs(R.DPU.EW_CVT_OFFSET_VALUE).EW_OP_CVT_OFFSET
-            mode = cvt_round_mode(cfg.EW_CVT_ROUND, options.round_mode)
-            scale, shift = scale_cfg.EW_OP_CVT_SCALE, scale_cfg.EW_OP_CVT_SHIFT
-            if cfg.EW_CVT_TYPE == R.CvtType.ADD_THEN_MUL:
-                e += offset
-                e = rshift(e, shift, mode, scale, out=e)
-                e_bound = shifted_bound(e_bound + abs(offset), scale, shift)
-            else:
-                e = rshift(e, shift, mode, scale, offset, out=e)
-                e_bound = shifted_bound(e_bound, scale, shift) + abs(offset)
-        if cfg.EW_ALU_ALGO == R.AluAlgo.ALU_ADD:
-            v = np.add(v, e, dtype=np.float64)
-        elif cfg.EW_ALU_ALGO == R.AluAlgo.ALU_MINUS:
-            v = np.subtract(v, e, dtype=np.float64)
-        else:
-            raise _unsupported(R.DPU.EW_CFG, "EW_ALU_ALGO", cfg.EW_ALU_ALGO)
-        v, bound = saturate_int32(v, bound + e_bound)
-    if not cfg.EW_RELU_BYPASS:
-        np.maximum(v, 0, out=v)
-        if cfg.EW_RELUX_EN:
-            cmp = regs(R.DPU.EW_RELUX_CMP_VALUE).EW_RELUX_CMP_DAT
-            np.minimum(v, int(np.array(cmp, dtype=np.uint32).view(np.int32)), out=v)
-    return v, bound
+        raise unsupported(R.DPU.EW_CFG, "EW_LUT_BYPASS", 0, " (the LUT is not modelled)")
+    relux = _int32(regs(R.DPU.EW_RELUX_CMP_VALUE).EW_RELUX_CMP_DAT) if cfg.EW_RELUX_EN else None
+    relu = not cfg.EW_RELU_BYPASS
+    if cfg.EW_OP_BYPASS:
+        return EwPlan(None, False, 0, None, 0, "", 1, relu, relux)
+    if cfg.EW_OP_SRC != R.AluSrc.SRC_MEMORY:
+        raise unsupported(
+            R.DPU.EW_CFG, "EW_OP_SRC", cfg.EW_OP_SRC, " (only an operand from memory is modelled)"
+        )
+    if cfg.EDATA_SIZE != 1:
+        raise unsupported(R.DPU.EW_CFG, "EDATA_SIZE", cfg.EDATA_SIZE, " (int8 operand)")
+    if cfg.EW_ALU_ALGO not in (R.AluAlgo.ALU_ADD, R.AluAlgo.ALU_MINUS):
+        raise unsupported(R.DPU.EW_CFG, "EW_ALU_ALGO", cfg.EW_ALU_ALGO)
+    if not rdma_enabled:
+        raise NpuHang("the DPU EW stage waits for its operand but DPU_RDMA is not enabled in op_en")
+    e = ew_operand(regs, mem, stats, cube.width, cube.height, cube.channels, atom, options)
+    scale = shift = offset = None
+    if not cfg.EW_OP_CVT_BYPASS:
+        scale_cfg = regs(R.DPU.EW_CVT_SCALE_VALUE)
+        if scale_cfg.EW_TRUNCATE:
+            raise unsupported(R.DPU.EW_CVT_SCALE_VALUE, "EW_TRUNCATE", scale_cfg.EW_TRUNCATE)
+        offset = regs(R.DPU.EW_CVT_OFFSET_VALUE).EW_OP_CVT_OFFSET
+        scale, shift = scale_cfg.EW_OP_CVT_SCALE, scale_cfg.EW_OP_CVT_SHIFT
+    mode = cvt_round_mode(cfg.EW_CVT_ROUND, options.round_mode)
+    sign = -1 if cfg.EW_ALU_ALGO == R.AluAlgo.ALU_MINUS else 1
+    return EwPlan(
+        e,
+        cfg.EW_CVT_TYPE == R.CvtType.ADD_THEN_MUL,
+        offset or 0,
+        scale,
+        shift or 0,
+        mode,
+        sign,
+        relu,
+        relux,
+    )
 
 
-# --------------------------------------------------------------------------------------------
-# Output convertor and write-back
-# --------------------------------------------------------------------------------------------
-
-
-def out_cvt(v: np.ndarray, regs: TaskRegs, options: NpuModelOptions) -> np.ndarray:
+@dataclass(frozen=True, slots=True)
+class OutPlan:
     """OUT_CVT: scale, shift and offset from the integer register values, saturated to int8."""
+
+    add_then_mul: bool
+    offset: int
+    scale: int
+    shift: int
+    mode: str
+
+    def apply(self, v: np.ndarray) -> np.ndarray:
+        if self.add_then_mul:
+            v = np.add(v, self.offset, dtype=np.float64, out=_owned(v))
+            y = rshift(v, self.shift, self.mode, self.scale, out=v)
+        else:
+            y = rshift(v, self.shift, self.mode, self.scale, self.offset, out=_owned(v))
+        return saturate_int8(y)
+
+
+def plan_out(regs: TaskRegs, options: NpuModelOptions) -> OutPlan:
     scale_cfg = regs(R.DPU.OUT_CVT_SCALE)
     shift_cfg = regs(R.DPU.OUT_CVT_SHIFT)
     if scale_cfg.FP32TOFP16_EN:
-        raise _unsupported(R.DPU.OUT_CVT_SCALE, "FP32TOFP16_EN", 1)
+        raise unsupported(R.DPU.OUT_CVT_SCALE, "FP32TOFP16_EN", 1)
     if shift_cfg.MINUS_EXP:
-        raise _unsupported(R.DPU.OUT_CVT_SHIFT, "MINUS_EXP", shift_cfg.MINUS_EXP)
-    offset = regs(R.DPU.OUT_CVT_OFFSET).OUT_CVT_OFFSET
-    scale, shift = scale_cfg.OUT_CVT_SCALE, shift_cfg.OUT_CVT_SHIFT
-    mode = cvt_round_mode(shift_cfg.CVT_ROUND, options.round_mode)
-    if shift_cfg.CVT_TYPE == R.CvtType.ADD_THEN_MUL:
-        v = np.add(v, offset, dtype=np.float64, out=_owned(v))
-        y = rshift(v, shift, mode, scale, out=v)
-    else:
-        y = rshift(v, shift, mode, scale, offset, out=_owned(v))
-    return saturate_int8(y)
+        raise unsupported(R.DPU.OUT_CVT_SHIFT, "MINUS_EXP", shift_cfg.MINUS_EXP)
+    return OutPlan(
+        shift_cfg.CVT_TYPE == R.CvtType.ADD_THEN_MUL,
+        regs(R.DPU.OUT_CVT_OFFSET).OUT_CVT_OFFSET,
+        scale_cfg.OUT_CVT_SCALE,
+        shift_cfg.OUT_CVT_SHIFT,
+        cvt_round_mode(shift_cfg.CVT_ROUND, options.round_mode),
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# The whole pipeline
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class DpuPlan:
+    ow: OwPlan
+    clip: int
+    clip_mode: str
+    bs: StagePlan | None
+    bn: StagePlan | None
+    ew: EwPlan | None
+    out: OutPlan
+
+    def apply(self, mac: MacResult) -> np.ndarray:
+        """int8 ``[H, W, C]`` from the MAC sums, block of rows by block of rows."""
+        h, w, c = mac.acc.shape
+        y = np.empty((h, w, c), dtype=np.int8)
+        step = max(1, BLOCK_VALUES // max(1, w * c))
+        for r0 in range(0, h, step):
+            rows = slice(r0, min(h, r0 + step))
+            y[rows] = self._rows(mac, rows)
+        return y
+
+    def _rows(self, mac: MacResult, rows: slice) -> np.ndarray:
+        acc, bound = mac.acc[rows], mac.bound
+        ws = mac.window_sum[rows] if mac.window_sum is not None else None
+        if self.ow.before:
+            acc = np.add(acc, self.ow.before * ws, dtype=np.float64)
+            bound += abs(self.ow.before) * mac.sum_bound
+        if self.clip:
+            acc = rshift(acc, self.clip, self.clip_mode, out=_owned(acc))
+            bound = shifted_bound(bound, 1, self.clip)
+        v, bound = saturate_int32(acc, bound)
+        if self.ow.after:
+            v = np.add(v, self.ow.after * ws, dtype=np.float64)
+            v, bound = saturate_int32(v, bound + abs(self.ow.after) * mac.sum_bound)
+        for stage in (self.bs, self.bn):
+            if stage is not None:
+                v, bound = stage.apply(v, bound)
+        if self.ew is not None:
+            v, bound = self.ew.apply(v, bound, rows)
+        return self.out.apply(v)
+
+
+def plan(
+    regs: TaskRegs,
+    mem: AddressSpace,
+    stats: TaskStats,
+    cube: Cube,
+    atom: int,
+    rdma_enabled: bool,
+    ow: OwPlan,
+    options: NpuModelOptions,
+) -> DpuPlan:
+    """Every DPU register of the task decoded and checked, operands fetched, in stage order."""
+    bs = plan_stage(BS, regs, mem, stats, cube.channels, rdma_enabled, options)
+    bn = plan_stage(BN, regs, mem, stats, cube.channels, rdma_enabled, options)
+    ew = plan_ew(regs, mem, stats, cube, atom, rdma_enabled, options)
+    out = plan_out(regs, options)
+    clip = regs(R.CORE.CLIP_TRUNCATE).CLIP_TRUNCATE
+    return DpuPlan(ow, clip, options.truncate_round, bs, bn, ew, out)
 
 
 def write_back(
@@ -495,7 +511,7 @@ def write_back(
         lanes = np.zeros((cube.height, cube.width, surfaces * atom), dtype=np.int8)
         lanes[:, :, :channels] = y[:, :, :channels]
     stride = regs(R.DPU.DST_SURF_STRIDE).DST_SURF_STRIDE
-    stride *= _unit(R.DPU.DST_SURF_STRIDE, "DST_SURF_STRIDE")
+    stride *= unit(R.DPU.DST_SURF_STRIDE, "DST_SURF_STRIDE")
     bo, view = mem.view(
         "DPU.DST_BASE_ADDR (output)",
         regs(R.DPU.DST_BASE_ADDR).DST_BASE_ADDR,

@@ -309,24 +309,19 @@ class Core:
         weights = self._weights(cfg, mem, stats)
         decoded = weights.decoded
         taps = cfg.kh * cfg.kw * (1 if cfg.depthwise else cfg.channels)
-        plan = dpu.plan_ow(ow_cfg, taps, decoded.max_abs)
-        form = (plan.fold, plan.window_sum)
+        ow_plan = dpu.plan_ow(ow_cfg, taps, decoded.max_abs)
+        rdma = bool(blocks.DPU_RDMA_OP_EN)
+        pipeline = dpu.plan(regs, mem, stats, cube, cfg.atom, rdma, ow_plan, options)
+        form = (ow_plan.fold, ow_plan.window_sum)
         prepared = decoded.prepared.get(form)
         if prepared is None:
             prepared = core.prepare(decoded.weights, cfg.depthwise, *form)
             decoded.prepared[form] = prepared
             self.cache.trim()
         conv = core.depthwise if cfg.depthwise else core.direct
-        mac = conv(cfg, x, prepared, plan.window_sum, oh, ow, oc)
+        mac = conv(cfg, x, prepared, ow_plan.window_sum, oh, ow, oc)
         stats.macs += mac.macs
-
-        rdma = bool(blocks.DPU_RDMA_OP_EN)
-        v, bound = dpu.accumulate(regs, mac, plan, options)
-        v, bound = dpu.stage(dpu.BS, v, bound, regs, mem, stats, rdma, options)
-        v, bound = dpu.stage(dpu.BN, v, bound, regs, mem, stats, rdma, options)
-        v, bound = dpu.ew_stage(v, bound, regs, mem, stats, cube, cfg.atom, rdma, options)
-        y = dpu.out_cvt(v, regs, options)
-        dpu.write_back(y, regs, mem, stats, cube, cfg.atom)
+        dpu.write_back(pipeline.apply(mac), regs, mem, stats, cube, cfg.atom)
 
     def _weights(self, cfg: cna.CnaConfig, mem: AddressSpace, stats: TaskStats) -> CbufWeights:
         """The task's weights: fetched into the CBUF, or the resident ones on WEIGHT_REUSE."""

@@ -8,14 +8,20 @@ row (``util/soc.py``) with its source, read once into :class:`HardwareFacts`.
 
 Per job::
 
-    compute  = MACs / (cores used x MACs per cycle per core)       (MAC units: NN, CNA)
-             = elements / (cores used x elements per cycle per core) (TP units)
+    compute  = work / (cores used x MACs per cycle per core x lane occupancy)   (NN, CNA)
+             = elements / (cores used x elements per cycle per core)          (TP units)
     dram     = (bytes read + bytes written) x clock / sustained DRAM bandwidth
     sram     = bytes served by the on-chip SRAM / SRAM bytes per cycle
     overhead = job fixed cost + tasks x (task fixed cost + DRAM latency)
     cycles   = max(compute, dram, sram) + overhead
 
 and the bound is the largest of the three (``overhead`` when the fixed costs outweigh them).
+``work`` is the MACs the device counted, or, when it reports them, the MAC *slots* the array
+issues: VeriSilicon's MADs take ``macs_per_mad`` taps of one kernel row per cycle, so a 1x1
+kernel fills one slot in three (``slot_macs``), and a zero-skipping core skips the slot groups
+whose weights are all zero (``nonzero_slot_macs``). ``lane occupancy`` is the share of the
+core's MAD lanes (one output pixel of a tile row each) a layer keeps busy,
+``out_x / (ceil(out_x / tile_x) x lanes)``, when the device reports its tile width.
 All divisions round up, so cycles are integers and sums are exact. Jobs overlap across cores as
 their buffers allow (:mod:`util.schedule`); each subgraph invoke adds the submission cost.
 
@@ -78,7 +84,12 @@ class Unknown(enum.Enum):
     """Inputs the model would use but the counters do not (yet) provide."""
 
     KIND = "job kind not reported: inferred from the MAC count"
-    NONZERO_MACS = "zero skipping not modelled: no count of MACs with a non-zero weight"
+    SLOTS = (
+        "dot-product width not modelled: no count of the MAC slots the array issues "
+        "(a 1x1 kernel fills one of a MAD's taps)"
+    )
+    NONZERO = "zero skipping not modelled: no count of the MAC slots with a non-zero weight"
+    LANES = "MAD lane occupancy not modelled: no tile width (a narrow layer idles most lanes)"
     BUFFERS = "buffers not reported: jobs assumed to run one after the other"
 
 
@@ -95,6 +106,7 @@ class HardwareFacts:
     dram_bytes_per_s: int
     sram_bytes_per_cycle: int
     zero_skipping: bool
+    mac_lanes_per_core: int  # output pixels a core computes side by side (0: not modelled)
     submit_cycles: int
     job_cycles: int
     task_cycles: int
@@ -115,6 +127,7 @@ class HardwareFacts:
             dram_bytes_per_s=row.dram_bytes_per_s,
             sram_bytes_per_cycle=row.sram_bytes_per_cycle,
             zero_skipping=npu.zero_skipping if etna else False,
+            mac_lanes_per_core=npu.mad_per_core if etna else 0,
             submit_cycles=us_to_cycles(row.submit_overhead_us, clock),
             job_cycles=us_to_cycles(row.job_overhead_us, clock),
             task_cycles=us_to_cycles(row.task_overhead_us, clock),
@@ -141,7 +154,10 @@ class PerformanceQuery:
     sram_bytes: int  # served by the on-chip SRAM instead of DRAM
     cores: int  # cores the job ran on
     tasks: int
-    nonzero_macs: int | None = None  # MACs with a non-zero weight, when the device counts them
+    slot_macs: int | None = None  # MAC slots the array issues (dot-product groups padded)
+    nonzero_slot_macs: int | None = None  # the same without all-zero weight groups
+    out_x: int | None = None  # output width of the job and its tile width (lane occupancy)
+    tile_x: int | None = None
     unknowns: frozenset[Unknown] = frozenset()
 
 
@@ -198,10 +214,14 @@ def estimate(query: PerformanceQuery, hw: HardwareFacts) -> CycleCost:
         peak = 0
     else:
         peak = cores * hw.macs_per_cycle_per_core
-        done = query.macs
-        if hw.zero_skipping and query.nonzero_macs is not None:
-            done = query.nonzero_macs
-        compute = ceil_div(done, peak)
+        work = query.macs if query.slot_macs is None else query.slot_macs
+        if hw.zero_skipping and query.nonzero_slot_macs is not None:
+            work = query.nonzero_slot_macs
+        lanes, busy = 1, 1  # lane occupancy busy/lanes, 1 when unknown or not modelled
+        if hw.mac_lanes_per_core and query.out_x and query.tile_x:
+            lanes = ceil_div(query.out_x, query.tile_x) * hw.mac_lanes_per_core
+            busy = query.out_x
+        compute = ceil_div(work * lanes, peak * busy)
     dram = ceil_div(query.dram_bytes * hw.clock_hz, hw.dram_bytes_per_s)
     sram = ceil_div(query.sram_bytes, hw.sram_bytes_per_cycle)
     overhead = hw.job_cycles + query.tasks * (hw.task_cycles + hw.latency_cycles)
@@ -223,10 +243,15 @@ def query_from_counters(counters: JobCounters, row: Soc) -> PerformanceQuery:
     ``bytes_written`` went to DRAM; ``sram_hits`` are the bytes the SRAM served instead."""
     kind, guessed = infer_kind(counters, row)
     unknowns = {Unknown.KIND} if guessed else set()
-    nonzero = counters.extra.get("nonzero_macs")
-    skips = isinstance(row.npu, EtnavivNpu) and row.npu.zero_skipping
-    if kind.engine is Engine.MAC and nonzero is None and skips:
-        unknowns.add(Unknown.NONZERO_MACS)
+    extra = counters.extra
+    if kind.engine is Engine.MAC and isinstance(row.npu, EtnavivNpu):
+        # The VeriSilicon NN core's structure (module docstring) needs these counters.
+        wanted = (
+            (Unknown.SLOTS, ("slot_macs",)),
+            (Unknown.NONZERO, ("nonzero_slot_macs",) if row.npu.zero_skipping else ()),
+            (Unknown.LANES, ("out_x", "tile_x")),
+        )
+        unknowns.update(u for u, keys in wanted if any(k not in extra for k in keys))
     if not counters.reads and not counters.writes:
         unknowns.add(Unknown.BUFFERS)
     return PerformanceQuery(
@@ -237,7 +262,10 @@ def query_from_counters(counters: JobCounters, row: Soc) -> PerformanceQuery:
         sram_bytes=counters.sram_hits,
         cores=len(counters.cores),
         tasks=counters.tasks,
-        nonzero_macs=nonzero,
+        slot_macs=extra.get("slot_macs"),
+        nonzero_slot_macs=extra.get("nonzero_slot_macs"),
+        out_x=extra.get("out_x"),
+        tile_x=extra.get("tile_x"),
         unknowns=frozenset(unknowns),
     )
 

@@ -31,7 +31,8 @@ class EtnavivNpu:
 
     nn_core_version: int  # 7: A311D code paths; 8: NN_XYDP0 parts (Huffman weights, HW dw)
     nn_cores: int
-    mad_per_core: int
+    mad_per_core: int  # MAD lanes per NN core, one output pixel of a tile row each (Mesa's
+    # MAX_TILE_WIDTH of 64 is this count)
     tp_cores: int
     sram_bytes: int  # on-chip VIP SRAM
     axi_sram_bytes: int

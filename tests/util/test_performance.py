@@ -40,6 +40,7 @@ HW = HardwareFacts(
     dram_bytes_per_s=10_000_000_000,
     sram_bytes_per_cycle=50,
     zero_skipping=False,
+    mac_lanes_per_core=0,
     submit_cycles=1000,
     job_cycles=30,
     task_cycles=7,
@@ -96,12 +97,30 @@ def test_stream_unit_counts_elements_per_core():
     assert cost.peak_macs_per_cycle == 0 and cost.utilisation == 0.0
 
 
-def test_zero_skipping_uses_nonzero_macs_only_when_the_hardware_skips():
-    q = query(macs=400_000, nonzero_macs=40_000)
-    assert estimate(q, HW).compute == 1000
+def test_slots_and_zero_skipping():
+    # A 1x1 kernel fills one of three taps: three times the slots of its MACs.
+    q = query(macs=400_000, slot_macs=1_200_000, nonzero_slot_macs=120_000)
+    assert estimate(q, HW).compute == 3000
     skipping = dataclasses.replace(HW, zero_skipping=True)
-    assert estimate(q, skipping).compute == 100
-    assert estimate(dataclasses.replace(q, nonzero_macs=None), skipping).compute == 1000
+    assert estimate(q, skipping).compute == 300
+    assert estimate(dataclasses.replace(q, nonzero_slot_macs=None), skipping).compute == 3000
+    assert estimate(q, HW).macs == 400_000  # utilisation still counts useful MACs
+
+
+@pytest.mark.parametrize(
+    ("out_x", "tile_x", "compute"),
+    [
+        (7, 7, 9143),  # 7 of 64 lanes busy: 1000 x 64 / 7, rounded up
+        (100, 64, 1280),  # two passes of 64 lanes for 100 pixels: 1000 x 128 / 100
+        (128, 64, 1000),  # every lane busy
+        (None, 64, 1000),  # no output width: occupancy unknown, taken as full
+    ],
+)
+def test_lane_occupancy(out_x, tile_x, compute):
+    lanes = dataclasses.replace(HW, mac_lanes_per_core=64)
+    assert estimate(query(macs=400_000, out_x=out_x, tile_x=tile_x), lanes).compute == compute
+    # A device without the lane structure ignores the tile width.
+    assert estimate(query(macs=400_000, out_x=out_x, tile_x=tile_x), HW).compute == 1000
 
 
 @settings(max_examples=200, deadline=None)
@@ -149,13 +168,21 @@ def test_query_from_counters_sums_every_role_and_names_unknowns():
     q = query_from_counters(c, row)
     assert q.dram_bytes == 100 + 20 + 136 + 50
     assert (q.sram_bytes, q.cores, q.kind) == (77, 3, JobKind.NN)
-    assert q.unknowns == {Unknown.KIND, Unknown.BUFFERS, Unknown.NONZERO_MACS}
+    assert q.unknowns == {
+        Unknown.KIND,
+        Unknown.BUFFERS,
+        Unknown.SLOTS,
+        Unknown.NONZERO,
+        Unknown.LANES,
+    }
     tp = dataclasses.replace(c, macs=0, kind="tp", reads=(1,), writes=(2,))
     q = query_from_counters(tp, row)
     assert q.kind is JobKind.TP and q.unknowns == frozenset()
-    known = dataclasses.replace(c, kind="nn", reads=(1,), writes=(2,), extra={"nonzero_macs": 9})
+    extra = {"slot_macs": 3000, "nonzero_slot_macs": 300, "out_x": 14, "tile_x": 14}
+    known = dataclasses.replace(c, kind="nn", reads=(1,), writes=(2,), extra=extra)
     q = query_from_counters(known, row)
-    assert q.nonzero_macs == 9 and q.unknowns == frozenset()
+    assert (q.slot_macs, q.nonzero_slot_macs, q.out_x, q.tile_x) == (3000, 300, 14, 14)
+    assert q.unknowns == frozenset()
 
 
 def test_rocket_jobs_never_claim_zero_skipping():

@@ -21,6 +21,9 @@ validation) by appending one entry:
   after a warm-up invoke, fed BUILTIN_REF's own partition inputs), LiteRT ``BUILTIN_REF`` and
   XNNPACK (1 thread) invoke seconds of the whole model measured the same way, and the ratios
   device/BUILTIN_REF and device/XNNPACK. ``claimed`` says how much of the model the device ran.
+* ``counters``: per model and device (those that count: the simulated ones) one invoke's
+  per-job counters summed: jobs, MACs, bytes read and written, compressed weight bytes fetched,
+  SRAM hits, and the compiled blobs' size.
 * ``vela``: when ``ethos-u-vela`` is installed, Vela's compile time for the same models (the
   etnaviv and rocket targets compare their compile time with it), next to ours.
 * ``costmodel`` and ``ablation`` (``costmodel_validation.py``): the cost model's estimate for
@@ -247,6 +250,68 @@ def invoke_section(opts: Options) -> Section:
     )
 
 
+# -- the counters section ----------------------------------------------------------------------
+
+
+def counter_row(source: ModelSource, model: TfliteModel, device_name: str, values) -> dict:
+    """One invoke of every partition; the device's per-job counters summed (``last_counters``)."""
+    device = open_device(device_name)
+    parts = partition(model, query_support(model, device))
+    row: dict = {"model": source.name, "device": device.name}
+    jobs = macs = read = written = weights = sram = blob = 0
+    ctx = device.create_context()
+    try:
+        for part in parts:
+            data = device.subgraph_create(part.ops).serialize()
+            blob += len(data)
+            sg = ctx.subgraph_deserialize(data)
+            ctx.subgraph_invoke(sg, {i: values[i] for i in part.inputs})
+            for c in ctx.last_counters():
+                jobs += 1
+                macs += c.macs
+                read += sum(c.bytes_read.values())
+                written += sum(c.bytes_written.values())
+                weights += c.weight_bytes
+                sram += c.sram_hits
+    finally:
+        ctx.destroy()
+        device.destroy()
+    return row | {
+        "jobs": jobs,
+        "gmacs": macs / 1e9,
+        "read_mib": read / 2**20,
+        "written_mib": written / 2**20,
+        "weights_fetched_mib": weights / 2**20,
+        "sram_hits_mib": sram / 2**20,
+        "blob_mib": blob / 2**20,
+    }
+
+
+def counters_section(opts: Options) -> Section:
+    rows, notes = [], []
+    for source in opts.models:
+        try:
+            model = parse_model(source.data, source.name)
+            check_quantized(model)
+        except ModelError as e:
+            notes.append(f"skipped {e}")
+            continue
+        values = reference_inputs(source, model)
+        for device_name in opts.devices:
+            try:
+                row = counter_row(source, model, device_name, values)
+            except Exception as e:  # a driver still being written: report, keep going
+                error = f"{type(e).__name__}: {' '.join(str(e).split())}"[:200]
+                row = {"model": source.name, "device": device_name, "error": error}
+            if row.get("jobs", 1):
+                rows.append(row)
+    columns = ("model", "device", "jobs", "gmacs", "read_mib", "written_mib",
+               "weights_fetched_mib", "sram_hits_mib", "blob_mib", "error")  # fmt: skip
+    note = "devices without counters (the reference evaluator, kernel nodes) are left out"
+    return Section("counters", "per-job device counters of one invoke, summed", columns,
+                   tuple(rows), "; ".join([note, *notes]))  # fmt: skip
+
+
 # -- the Vela section -------------------------------------------------------------------------
 
 
@@ -342,6 +407,7 @@ def ablation_section(opts: Options) -> Section:
 # Add a section by appending a SectionSpec (keep names stable: they are JSON keys).
 SECTIONS = (
     SectionSpec("invoke", invoke_section, True, "compile/invoke times and LiteRT ratios"),
+    SectionSpec("counters", counters_section, False, "device counters: MACs, bytes, SRAM hits"),
     SectionSpec("vela", vela_section, False, "Vela compile time for the same models"),
     SectionSpec("costmodel", costmodel_section, False, "cost model vs published figures"),
     SectionSpec("ablation", ablation_section, False, "A311D ablations vs published steps"),

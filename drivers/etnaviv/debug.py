@@ -5,17 +5,21 @@ friends).
 Flags are comma separated: ``ETNA_DEBUG=dump,dump_dir=/tmp/npu,inject=oob``.
 
 - ``dump``: write every job's bytes as ``mesa-<what>-<op:03>-<job:03>.bin`` in ``dump_dir``
-  (default: the current directory): ``nn`` and ``tp`` configurations, ``compressed`` weights,
-  ``lut`` tables and the ``cmd`` stream when compiling; ``input`` and ``output`` tensors (the
-  hardware-domain bytes, after the +128 of signed tensors) when invoking. The names follow
-  Mesa's own dumps (brief ``etnaviv-ml.md`` §10) so the two can be diffed.
+  (default: the current directory), ``<op>`` the source-model operation and ``<job>`` the
+  configuration's number in the subgraph (one per NN job, one per TP core): ``nn`` and ``tp``
+  configurations, ``compressed`` weights and ``lut`` tables (numbered like their job's
+  configuration) and the ``cmd`` stream (``-000-000`` as compiled, ``-000-001`` relocated) when
+  compiling; ``input`` and ``output`` tensors (by tensor index; hardware-domain bytes, after
+  the +128 of signed tensors) when invoking. The names follow Mesa's own dumps (brief
+  ``etnaviv-ml.md`` §10) so the two can be diffed.
 - ``msgs``: one line per lowered job on stderr (Mesa's ``ml_msgs``).
 - ``inject=oob|weights|hang``: fault injection for the fault tests. ``oob`` points the first
-  NN job's output address past the end of its buffer object; ``weights`` corrupts the first
-  coefficient buffer (its first core's stream header); ``hang`` makes the first TP job's
-  output loops never finish (``OUT_LOOP_0_COUNT`` 0, which the simulator treats as a job that
-  does not end: see ``docs/etnaviv-npu-model.md``). Each must end in a one-line
-  :class:`~mesa_npu.gallium.device.DeviceError`, never a crash.
+  NN job's output address 1 GiB past its arena offset (outside every buffer object of the
+  submit); ``weights`` overwrites the first 64 bytes of the first coefficient buffer (its
+  header: stream sizes that cannot be); ``hang`` clears the first NN job's ``NN_LAYER_FLUSH``,
+  a layer that never reports completion (``docs/etnaviv-npu-model.md`` §3: the simulator's
+  hang). Each ends the invoke in a one-line :class:`~mesa_npu.gallium.device.DeviceError`,
+  never a crash.
 """
 
 from __future__ import annotations

@@ -41,7 +41,7 @@ from .ml_nn import (
     pair_work,
     plane_shape,
 )
-from .ml_tp import TpAlu, TpJob, TpKind, TpWalk
+from .ml_tp import LUT_BYTES, TpAlu, TpJob, TpKind, TpWalk
 from .options import NpuTarget
 
 # -- lowering the lowered graph to jobs ---------------------------------------------------------
@@ -119,7 +119,6 @@ class _Lowering:
         self.jobs: list[NnJob | TpJob] = []
         self.coeff = bytearray()
         self.lut = bytearray()
-        self.lut_tables: list[tuple[int, bytes]] = []  # (origin, table) for dumps
         self.coef_details: list[str] = []
 
     def ref(self, t: Tensor, offset: int = 0) -> Ref:
@@ -245,7 +244,6 @@ class _Lowering:
 
     def _pwl(self, node: Node, kind: TpKind, table: bytes, scale: float = 1.0) -> None:
         offset = self._append(self.lut, table)
-        self.lut_tables.append((node.origin, table))
         t_in, t_out = node.input, node.output
         walk = ml_tp.flat_walk(self.ref(t_in), self.ref(t_out), t_in.size)
         alu = ml_tp.pwl_alu(hw_zero_point(t_in), hw_zero_point(t_out), Ref(Bo.LUT, offset), scale)
@@ -376,6 +374,7 @@ def compile_jobs(graph: Graph, plan: MemoryPlan, target: NpuTarget, debug: Debug
              Bo.ARENA: plan.peak}  # fmt: skip
     window = _window(sizes)
     relocs, infos, stream_jobs = [], [], []
+    number = 0  # configurations so far: the <job> of the dump names (Mesa's numbering)
     for index, (job, offsets) in enumerate(zip(jobs, config_at, strict=True)):
         if isinstance(job, NnJob):
             data = ml_nn.emit_nn_config(job, window)
@@ -384,21 +383,21 @@ def compile_jobs(graph: Graph, plan: MemoryPlan, target: NpuTarget, debug: Debug
             core_count = 0 if job.nn_cores == target.npu.nn_cores else job.nn_cores
             stream_jobs.append(StreamJob("nn", offsets, core_count))
             infos.append(JobInfo(job.origin, job.name, "nn", offsets, job.shape.macs))
-            _dump(debug, "nn", job.origin, index, data)
-            _dump(
-                debug,
-                "compressed",
-                job.origin,
-                index,
-                lowering.coeff[job.coef.offset : job.coef.offset + job.coef_bytes],
-            )
+            coef = lowering.coeff[job.coef.offset : job.coef.offset + job.coef_bytes]
+            _dump(debug, "nn", job.origin, number, data)
+            _dump(debug, "compressed", job.origin, number, coef)
+            number += 1
         else:
             fields = ml_tp.TP_ADDRESS_FIELDS + ((ml_tp.TP_LUT_FIELD,) if job.alu.lut else ())
             for core, offset in enumerate(offsets):
                 data = ml_tp.emit_tp_config(job, core, window)
                 config[offset : offset + len(data)] = data
                 relocs.append(ConfigReloc(offset, "tp", fields))
-                _dump(debug, "tp", job.origin, index * 16 + core if core else index, data)
+                if core == 0 and job.alu.lut is not None:
+                    table = lowering.lut[job.alu.lut.offset : job.alu.lut.offset + LUT_BYTES]
+                    _dump(debug, "lut", job.origin, number, table)
+                _dump(debug, "tp", job.origin, number, data)
+                number += 1
             stream_jobs.append(StreamJob("tp", offsets, 0, job.kind.marks_split))
             infos.append(JobInfo(job.origin, job.name, "tp", offsets))
         if debug.msgs:
@@ -407,8 +406,6 @@ def compile_jobs(graph: Graph, plan: MemoryPlan, target: NpuTarget, debug: Debug
     # The stream's addresses are window offsets of the configurations: window-relative too.
     stream.words[stream.relocs] += np.uint32(window[Bo.CONFIG])
     _dump(debug, "cmd", 0, 0, stream.words.tobytes())
-    for i, lut_data in enumerate(lowering.lut_tables):
-        _dump(debug, "lut", lut_data[0], i, lut_data[1])
     return Compiled(
         bytes(config), bytes(lowering.coeff), bytes(lowering.lut), plan.peak, stream,
         tuple(relocs), tuple(infos),

@@ -352,6 +352,7 @@ def _split(walk: TpWalk, cores: int) -> tuple[TpWalk, ...]:
 # -- PWL lookup tables -----------------------------------------------------------------------------
 
 LUT_ENTRIES = 1024  # brief §6: a 4 KiB table of u32 fp21 codes
+LUT_BYTES = LUT_ENTRIES * 4
 
 
 def _lut_bytes(codes: np.ndarray) -> bytes:

@@ -74,3 +74,25 @@ def test_teflon_check_reports_an_injected_fault_in_one_line():
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and "corrupt weight stream" in lines[0], proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+def test_dump_writes_mesa_named_files(tmp_path):
+    part = _ops()
+    target = NpuTarget(soc("a311d"))
+    device = EtnaDevice(target, debug=DebugFlags(dump=True, dump_dir=str(tmp_path)))
+    ctx = device.create_context()
+    try:
+        sub = ctx.subgraph_deserialize(device.subgraph_create(part.ops).serialize())
+        index = part.inputs[0]
+        ctx.subgraph_invoke(sub, {index: np.zeros((1, 5, 5, 120), np.uint8)})
+        ctx.subgraph_read_outputs(sub)
+    finally:
+        ctx.destroy()
+    names = sorted(p.name for p in tmp_path.iterdir())
+    assert "mesa-nn-000-001.bin" in names  # job 0 is the input transpose (TP)
+    assert (tmp_path / "mesa-nn-000-001.bin").stat().st_size == 136
+    assert (tmp_path / "mesa-tp-000-000.bin").stat().st_size == 124
+    assert any(n.startswith("mesa-compressed-000-001") for n in names)
+    assert {"mesa-cmd-000-000.bin", "mesa-cmd-000-001.bin"} <= set(names)
+    assert any(n.startswith("mesa-input-") for n in names)
+    assert any(n.startswith("mesa-output-") for n in names)

@@ -277,3 +277,28 @@ def test_overlap_is_between_longest_job_and_serial_sum(jobs):
         for i in range(j):
             if depends(jobs[i], slot) or set(jobs[i].cores) & set(slot.cores):
                 assert s.starts[j] >= s.ends[i]
+
+
+COST_FIELDS = (
+    "npu_clock_hz",
+    "dram_peak_bytes_per_s",
+    "dram_efficiency",
+    "dram_latency_ns",
+    "sram_bytes_per_cycle",
+    "submit_overhead_us",
+    "job_overhead_us",
+    "task_overhead_us",
+)
+
+
+@pytest.mark.parametrize("name", sorted(SOCS))
+def test_cost_fields_are_sourced_or_reasoned_assumptions(name):
+    row = SOCS[name]
+    fields = [*COST_FIELDS, "macs_per_core" if name == "rk3588" else "macs_per_mad"]
+    for field in fields:
+        source = row.sources[field]
+        if source.startswith("assumption"):
+            # The label alone is not enough: the reasoning follows it.
+            assert len(source.removeprefix("assumption:").split()) >= 5, (name, field)
+    assert 0 < row.dram_efficiency <= 1
+    assert row.dram_bytes_per_s < row.dram_peak_bytes_per_s

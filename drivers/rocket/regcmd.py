@@ -59,19 +59,25 @@ class Stream:
 
 
 class _Emitter:
-    def __init__(self) -> None:
+    """Collects one stream. ``cache`` maps (offset, fields) to the packed entry: a compile
+    emits the same register values many times (the caller owns it, one per compilation)."""
+
+    def __init__(self, cache: dict | None = None) -> None:
         self.words: list[int] = []
         self.relocs: list[Reloc] = []
+        self.cache = {} if cache is None else cache
 
     def emit(self, reg, **fields: int) -> None:
-        self.words.append(
-            R.REGCMD.ENTRY.pack(
+        key = (reg.offset, *fields.items())
+        word = self.cache.get(key)
+        if word is None:
+            word = self.cache[key] = R.REGCMD.ENTRY.pack(
                 BLOCK=R.target_of(reg.offset),
                 UNK48=True,
                 OFFSET=reg.offset,
                 VALUE=reg.pack(**fields),
             )
-        )
+        self.words.append(word)
 
     def address(self, reg, field: str, buffer: int, offset: int) -> None:
         """An address register: its value is patched when the buffer has an address."""
@@ -454,9 +460,10 @@ def emit_tail(e: _Emitter, chained: bool) -> None:
     )
 
 
-def emit_task(npu: RocketNpu, op: ConvOperation, task: Task) -> Stream:
-    """One task's stream; its tail is chained when the operation has more than one task."""
-    e = _Emitter()
+def emit_task(npu: RocketNpu, op: ConvOperation, task: Task, cache: dict | None = None) -> Stream:
+    """One task's stream; its tail is chained when the operation has more than one task.
+    ``cache`` (optional, the caller's) memoizes packed entries across calls."""
+    e = _Emitter(cache)
     emit_preamble(e, op, task)
     emit_cna(e, npu, op, task)
     emit_core(e, op, task)

@@ -95,8 +95,12 @@ SIGN_OFFSET_BITS = 6
 # keeps the VERIFY_CANDIDATES best pairs and counts their wrong outputs over the accumulator
 # range, while that costs at most VERIFY_BUDGET evaluations per layer.
 M1_CANDIDATES = 4096
-VERIFY_CANDIDATES = 8
-VERIFY_BUDGET = 2**21
+VERIFY_CANDIDATES = 32
+VERIFY_BUDGET = 2**20
+# Accumulators checked on each side of a step of TFLite's output, for pairs that move the
+# rounded value by less than MAX_DEVIATION units anywhere in the range.
+STEP_WINDOW = 3
+MAX_DEVIATION = 0.25
 # Plan B tries this many values of K below the largest allowed.
 K_CANDIDATES = 24
 
@@ -131,6 +135,19 @@ class Scales:
         shift = int(self.shift[c])
         h = ((acc << max(shift, 0)) * int(self.m0[c]) + SRDHM_HALF) >> SRDHM_BITS
         return _rs_away(h, max(-shift, 0))
+
+    def steps(self, c: int, y_lo: int, y_hi: int) -> np.ndarray:
+        """The accumulators (reals) at which channel c's output steps, for outputs (before the
+        zero point) from ``y_lo`` to ``y_hi``."""
+        ys = np.arange(y_lo, y_hi + 1, dtype=np.float64)
+        real = float(self.real[c])
+        r = int(self.right[c])
+        if self.rounding is Rounding.SINGLE or r == 0:
+            return (ys - 0.5) / real  # round(x) steps from y - 1 to y at y - 1/2
+        # RDBP(h, r) steps to y > 0 at h = (y - 1/2)·2^r and to y <= 0 at (y - 1/2)·2^r + 1;
+        # h = floor(x + 1/2) steps to h at x = h - 1/2.
+        h = (ys - 0.5) * 2.0**r + (ys <= 0)
+        return (h - 0.5) / real
 
     @property
     def multiplier(self) -> np.ndarray:
@@ -219,14 +236,22 @@ def _common(values: np.ndarray) -> int | None:
     return int(values[0]) if bool((values == values[0]).all()) else None
 
 
+def _group_rows(*columns: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(first index, group of each row) of the distinct rows of ``columns`` side by side."""
+    rows = np.ascontiguousarray(np.column_stack([np.asarray(c, np.float64) for c in columns]))
+    flat = rows.view(np.dtype((np.void, rows.dtype.itemsize * rows.shape[1]))).reshape(-1)
+    _, first, group = np.unique(flat, return_index=True, return_inverse=True)
+    return first, group.reshape(-1)
+
+
 def _candidate_pairs(
     target: np.ndarray, m1_max: np.ndarray, keep: int
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Per distinct (target, m1_max): the ``keep`` pairs (m1 <= m1_max, m2 <= INT16_MAX) whose
     product is closest to ``target``, best first, from every m1 of the feasible range (up to
     M1_CANDIDATES of them, the largest). Returns (m1, m2, row of each channel)."""
-    rows, inverse = np.unique(np.stack([target, m1_max]), axis=1, return_inverse=True)
-    t, hi = rows[0], rows[1].astype(np.int64)
+    first, inverse = _group_rows(target, m1_max)
+    t, hi = target[first], m1_max[first].astype(np.int64)
     lo = np.maximum(np.ceil(t / INT16_MAX).astype(np.int64), 1)
     lo = np.maximum(lo, hi - M1_CANDIDATES + 1)
     m1 = hi[:, None] - np.arange(M1_CANDIDATES)[None, :]
@@ -237,7 +262,7 @@ def _candidate_pairs(
     order = np.argpartition(err, keep - 1, axis=1)[:, :keep]
     at = np.arange(len(t))[:, None]
     order = order[at, np.argsort(err[at, order], axis=1, kind="stable")]
-    return m1[at, order].astype(np.int64), m2[at, order].astype(np.int64), inverse.reshape(-1)
+    return m1[at, order].astype(np.int64), m2[at, order].astype(np.int64), inverse
 
 
 def _pairs(real: np.ndarray, m1_max: np.ndarray, shift: int) -> tuple[int, np.ndarray, np.ndarray]:
@@ -260,36 +285,50 @@ def _pairs(real: np.ndarray, m1_max: np.ndarray, shift: int) -> tuple[int, np.nd
 def _verified(
     scales: Scales,
     v_range: tuple[np.ndarray, np.ndarray],
+    y_range: tuple[int, int],
     pairs: tuple[np.ndarray, np.ndarray],
     hardware: Callable[[np.ndarray, int, int, int], np.ndarray],
     out: Callable[[np.ndarray], np.ndarray],
+    deviation: Callable[[int, int, int], float],
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Per channel, the candidate pair whose outputs over every accumulator that can give an
-    unsaturated result (``v_range``: lowest, highest) differ least from TFLite's (the first
-    candidate where that would cost more than VERIFY_BUDGET evaluations). ``hardware(v, c,
-    m1, m2)`` is the plan's result before the zero point."""
+    """Per channel, the first candidate pair (best first) whose outputs equal TFLite's for every
+    accumulator in ``v_range`` (lowest, highest), else the one with the fewest differences.
+    ``hardware(v, c, m1, m2)`` is the plan's result before the zero point; ``deviation(c, m1,
+    m2)`` is how far the pair moves the rounded value per unit of accumulator.
+
+    Both results are monotone step functions of the accumulator. With the pair's error below a
+    quarter of a rounding unit over the range, the hardware's steps sit next to TFLite's, so
+    they can differ only at the few accumulators around TFLite's steps (``Scales.steps``) inside
+    the unsaturated output range ``y_range``; those are checked. A pair whose error could be
+    larger is checked on the whole range while that costs at most VERIFY_BUDGET evaluations."""
     m1, m2 = pairs
     picked1, picked2 = m1[:, 0].copy(), m2[:, 0].copy()
-    seen: dict[tuple, int] = {}
     budget = VERIFY_BUDGET
-    for c in range(len(m1)):
-        low, high = int(v_range[0][c]), int(v_range[1][c])
-        key = (float(scales.real[c]), int(scales.right[c]), low, high, *m1[c], *m2[c])
-        if key in seen:
-            picked1[c], picked2[c] = picked1[seen[key]], picked2[seen[key]]
+    window = np.arange(-STEP_WINDOW, STEP_WINDOW + 1, dtype=np.int64)
+    # Channels with the same multipliers and candidates are checked once, on their joint range.
+    first, group = _group_rows(scales.real, scales.right, m1, m2)
+    for g, c in enumerate(first):
+        members = group == g
+        low, high = int(v_range[0][members].min()), int(v_range[1][members].max())
+        if high < low:
             continue
-        seen[key] = c
-        if high - low + 1 > budget:
-            continue
-        v = np.arange(low, high + 1, dtype=np.int64)
-        want = out(scales.reference(v, c))
+        steps = scales.steps(int(c), *y_range)
+        steps = steps[np.isfinite(steps)]
+        near = (np.floor(steps).astype(np.int64)[:, None] + window[None, :]).reshape(-1)
+        near = np.unique(near[(near >= low) & (near <= high)])
         fewest = None
-        for a, b in zip(m1[c], m2[c], strict=True):  # best first: stop at the first exact pair
-            budget -= len(v)
-            wrong = int(np.count_nonzero(out(hardware(v, c, a, b)) != want))
+        for a, b in zip(m1[c], m2[c], strict=True):
+            v = near
+            if deviation(int(c), a, b) * max(abs(low), abs(high)) >= MAX_DEVIATION:
+                if high - low + 1 > budget:
+                    continue
+                budget -= high - low + 1
+                v = np.arange(low, high + 1, dtype=np.int64)
+            want = out(scales.reference(v, int(c)))
+            wrong = int(np.count_nonzero(out(hardware(v, int(c), a, b)) != want))
             if fewest is None or wrong < fewest:
-                fewest, picked1[c], picked2[c] = wrong, a, b
-            if wrong == 0 or budget < len(v):
+                fewest, picked1[members], picked2[members] = wrong, a, b
+            if wrong == 0:
                 break
     return picked1, picked2
 
@@ -367,7 +406,13 @@ def plan_conv(
         low = np.floor((lo_out - zero_point - 1) * 2.0**r / real) - 1
         high = np.ceil((hi_out - zero_point + 1) * 2.0**r / real) + 1
     v_range = (np.maximum(low, -bound), np.minimum(high, bound))
-    m1, m2 = _verified(scales, v_range, (m1s, m2s), hardware, out_codes)
+    y_range = (lo_out - zero_point - 1, hi_out - zero_point + 1)
+    target = real * 2.0**shift
+
+    def deviation(c: int, a: int, b: int) -> float:
+        return float(abs(a * b - target[c]) * 2.0**-shift)
+
+    m1, m2 = _verified(scales, v_range, y_range, (m1s, m2s), hardware, out_codes, deviation)
     c1, c2 = _common(m1), _common(m2)
     bs = DpuStage(alu_memory=True, mul=c1, mul_memory=c1 is None)
     bn = DpuStage(mul=c2, mul_memory=c2 is None, mul_shift=shift)

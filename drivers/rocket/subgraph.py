@@ -81,8 +81,9 @@ def assemble(
     slots: list[TaskSlot] = []
     jobs: list[JobPlan] = []
     offset = 0
+    packed: dict = {}  # this compilation's memo of packed register entries
     for op in lowered.ops:
-        streams = [regcmd.emit_task(npu, op, task) for task in op.tasks]
+        streams = [regcmd.emit_task(npu, op, task, packed) for task in op.tasks]
         offsets = []
         for s in streams:
             offsets.append(offset)

@@ -131,13 +131,15 @@ def lower_planar_reshape(graph: Graph) -> bool:
 
 
 def _trivial_layout(graph: Graph, node: Node, ctx: None) -> list[Node] | None:
-    if not same_bytes(node.input) or node.input.dtype is not node.output.dtype:
+    same = same_bytes(node.input) or node.input.layout == node.output.layout
+    if not same or node.input.dtype is not node.output.dtype:
         return None
     return [Node(Op.RESHAPE, node.inputs, node.outputs, ReshapeView(), node.origin)]
 
 
 def opt_trivial_layouts(graph: Graph) -> bool:
-    """A LAYOUT between NHWC and NCHW of a tensor both store alike (:func:`same_bytes`) becomes a
+    """A LAYOUT between NHWC and NCHW of a tensor both store alike (:func:`same_bytes`), or one
+    that converts to the layout its input has (left in front of a graph output), becomes a
     reshape view: no TP job, the two tensors share their buffer. Exact."""
     return rewrite_graph(graph, rules((Op.LAYOUT, _trivial_layout)))
 

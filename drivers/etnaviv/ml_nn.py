@@ -328,10 +328,6 @@ def plane_shape(elements: int) -> tuple[int, int] | None:
     return None
 
 
-def tensor_bytes(t: Tensor) -> int:
-    return math.prod(t.shape) * t.dtype.size
-
-
 # -- lowering: what each job computes -----------------------------------------------------------
 
 
@@ -512,11 +508,6 @@ def copy_scale_ok(scale: float, version: int) -> bool:
     except ValueError:
         return False
     return True
-
-
-def copy_exact(src: Tensor, dst: Tensor) -> bool:
-    """A copy job reproduces TFLite's bytes: same scale (the zero points may differ)."""
-    return np.float32(src.quant.scale) == np.float32(dst.quant.scale)
 
 
 # -- emission -------------------------------------------------------------------------------------

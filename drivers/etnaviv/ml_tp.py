@@ -441,11 +441,3 @@ def emit_tp_config(job: TpJob, core: int, addresses: Addresses) -> bytes:
 # the LUT address only when the job loads a table.
 TP_ADDRESS_FIELDS = ("IN_IMAGE_BASE_ADDRESS", "OUT_IMAGE_BASE_ADDRESS")
 TP_LUT_FIELD = "ALU_LOAD_PWL_LUT_ADDRESS"
-
-
-def walk_bytes(walk: TpWalk) -> int:
-    """Bytes of input a walk reads (its planes, without the border)."""
-    x0, y0, x1, y1 = walk.window
-    w = min(x1, walk.size[0] - 1) - max(x0, 0) + 1
-    h = min(y1, walk.size[1] - 1) - max(y0, 0) + 1
-    return max(w, 0) * max(h, 0) * walk.size[2]

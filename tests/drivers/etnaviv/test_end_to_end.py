@@ -35,6 +35,8 @@ CASES = (
     ("fc-in25088-oc120-u8", 1),  # 25088 input channels: past the 14-bit image depth
     ("convx-conv-in7x5-k1x3-ic8-oc16-s1x1-d1-same-relu6-u8", 1),  # fused ReLU6: TP fix-up
     ("convx-conv-in7x5-k1x3-ic8-oc16-s1x1-d1-valid-relun1-u8", 1),  # fused RELU_N1_TO_1
+    ("convx-conv-in7x5-k1x3-ic8-oc16-s1x1-d2-valid-none-u8", 1),  # dilation: neutral taps
+    ("convx-dwconv-in7x5-k3x3-ic8-oc16-s2x2-d2-same-relu6-i8pc", 2),  # dilated, strided, ReLU6
     ("concat-in5x7x3-ax2-n3-sameq-u8", 0),  # along W: strided TP copies
     ("concat-in6x6x8-ax1-n3-sameq-u8", 0),
     ("concat-in5x7x3-ax1-n2-mixedq-u8", 1),  # requantizing TP copies

@@ -24,13 +24,10 @@ CHAIN = (
     "mobilenet_quant_v1_224_head_layers.tflite",
 )
 SMALL = "mobilenet_v1_0.25_128_quant.tflite"
-SSD = "coco_ssd_mobilenet_v1_1.0_quant_2018_06_29_no_metadata.tflite"
 DEVICES = ("etnaviv:a311d", "rocket")
-# Driver bugs seen while writing these tests (reported to the driver authors); non-strict, so
-# the cases turn green by themselves once the driver compiles them.
-KNOWN_DRIVER_FAILURES = {
-    ("etnaviv:a311d", SSD): "etnaviv compile fails: 'layout#58: layout nhwc -> nhwc'",
-}
+# Driver failures to tolerate (device, model) -> reason; non-strict xfails, so a case turns green
+# by itself once the driver compiles it. Empty: every shared model profiles on both drivers.
+KNOWN_DRIVER_FAILURES: dict[tuple[str, str], str] = {}
 
 
 def shared(*names: str) -> list[str]:

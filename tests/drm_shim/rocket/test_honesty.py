@@ -86,3 +86,25 @@ def test_the_simulator_never_imports_the_driver():
         "mesa_npu.drivers.rocket",
         "mesa_npu.drivers.rocket.rocket_regs",
     ]
+
+
+def test_every_import_of_the_simulator_is_allowed():
+    """Statically: drm_shim/rocket imports the standard library, numpy, cffi-based util
+    modules and the generated register module; nothing else of the package."""
+    import ast
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[3] / "drm_shim" / "rocket"
+    allowed = ("util", "drivers.rocket.rocket_regs")
+    for path in sorted(root.glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.ImportFrom) and node.level >= 3:
+                names = [node.module or ""]
+                if node.module == "drivers.rocket":
+                    names = [f"drivers.rocket.{a.name}" for a in node.names]
+                for name in names:
+                    assert name.startswith(allowed), f"{path.name}: from {'.' * node.level}{name}"
+            elif isinstance(node, ast.ImportFrom) and node.level == 0:
+                assert not (node.module or "").startswith("mesa_npu"), path.name
+            elif isinstance(node, ast.Import):
+                assert not any(a.name.startswith("mesa_npu") for a in node.names), path.name

@@ -33,7 +33,7 @@ from .regfile import TaskRegs
 from .stats import TaskStats
 
 # Output rows per block of the pipeline: about this many values (2 MiB of float64).
-BLOCK_VALUES = 1 << 18
+BLOCK_VALUES = 2**18
 
 
 def _owned(v: np.ndarray) -> np.ndarray | None:

@@ -225,10 +225,8 @@ class SimulatedRocketFile:
             return
         self.device.now_ns = max(self.device.now_ns, job.end_ns)  # the CPU waited
         if job.errno and self.options.job_errors == "report":
-            raise _Errno(
-                job.errno,
-                f"BO {bo.handle} was written by job {job.index}, which failed: {job.message}",
-            )
+            # The details are in the fault log (file.last_fault()), as dmesg has them.
+            raise _Errno(job.errno, f"BO {bo.handle} was written by job {job.index}, which failed")
 
     def _fini_bo(self, arg: Any) -> None:
         args = ffi.cast("struct drm_rocket_fini_bo *", arg)

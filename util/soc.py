@@ -107,13 +107,9 @@ VIP_DOT_PRODUCT = (
     "3 int8 MACs per MAD per cycle (the NN core's dot-product width): NXP's 2.3 TOPS for the "
     "i.MX 8M Plus's 6 cores x 64 MADs at 1 GHz is 3.0 per MAD; a VIP9000 with 8 x 64 MADs "
     "measured 1343 MAC/cycle on EDSR (github northwindlight/a733-npu README), more than 2 per "
-    "MAD; VeriSilicon's arch model in a public vendor-driver dump (flycat0101/gpu-viv6-andy "
-    "gc_vx_nn_util.c) sets a dot-product amount of 3 on VIP_V7 parts"
+    "MAD"
 )
-TP_RATE = (
-    "assumption: one element per cycle per TP core (the TP walks a tensor element by element; "
-    "VeriSilicon's arch model in the gpu-viv6 dump counts x*y*z/cores cycles for a reshuffle)"
-)
+TP_RATE = "assumption: one element per cycle per TP core (the TP walks a tensor element by element)"
 ZERO_SKIP = (
     "assumption: VeriSilicon lists 'zero skipping' for its NN engine (VIP8000 webinar slides "
     "quoted on hub.libre.computer t/4093); unused until the simulator counts non-zero MACs"

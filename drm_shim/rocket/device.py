@@ -387,7 +387,8 @@ class SimulatedRocketFile:
             notes += [f"{where}: {n}" for n in stats.notes]
             notes += self._undeclared(where, stats, declared, declared_out)
         if status == "ok":
-            failed = [r for r in deps.values() if r.errno]
+            # A failure travels with the data: through the writers of the BOs this job reads.
+            failed = [bo.writer for bo in job.in_bos if bo.writer is not None and bo.writer.errno]
             if failed:
                 first = min(failed, key=lambda r: r.index)
                 status, err, cause = "dependency", first.errno, first.cause
@@ -411,8 +412,11 @@ class SimulatedRocketFile:
         self.jobs.append(record)
         self.device.core_free_ns[core_index] = t
         self.entity_core, self.entity_end_ns = core_index, t
+        now = self.device.now_ns
         for bo in job.in_bos:
-            bo.readers.append(record)
+            # Like signalled fences leaving a reservation object: finished readers no longer
+            # order anything.
+            bo.readers = [r for r in bo.readers if r.end_ns > now] + [record]
         for bo in job.out_bos:
             bo.writer = record
             bo.readers = []

@@ -23,8 +23,9 @@ def _replace(rk, stream, reg, **fields):
     for i, word in enumerate(stream.words):
         e = rk.ENTRY.unpack(word)
         if e.BLOCK and e.OFFSET == reg.offset:
-            stream.words[i] = rk.ENTRY.pack(BLOCK=e.BLOCK, UNK48=True, OFFSET=reg.offset,
-                                            VALUE=reg.pack(**fields))  # fmt: skip
+            stream.words[i] = rk.ENTRY.pack(
+                BLOCK=e.BLOCK, UNK48=True, OFFSET=reg.offset, VALUE=reg.pack(**fields)
+            )
 
 
 def _run(sim, bufs, stream, count=None):
@@ -86,19 +87,28 @@ def test_stream_cut_before_op_en_hangs(rk, sim):
 @pytest.mark.parametrize(
     "word, expect",
     [
-        (lambda rk: rk.ENTRY.pack(BLOCK=R.Target.CNA, UNK48=True, OFFSET=0x1018, VALUE=1),
-         "offset 0x1018 is not a register of the tables"),
-        (lambda rk: rk.ENTRY.pack(BLOCK=R.Target.UNK400, UNK48=True, OFFSET=0x2004, VALUE=1),
-         "unknown target bits 0x0400"),
-        (lambda rk: rk.ENTRY.pack(BLOCK=R.Target.DPU, UNK48=True,
-                                  OFFSET=R.CNA.CONV_CON1.offset, VALUE=0),
-         "block DPU does not own CNA.CONV_CON1"),
-        (lambda rk: rk.ENTRY.pack(BLOCK=0x0300, UNK48=True, OFFSET=R.CNA.CONV_CON1.offset),
-         "unknown target bits 0x0300"),
+        (
+            lambda rk: rk.ENTRY.pack(BLOCK=R.Target.CNA, UNK48=True, OFFSET=0x1018, VALUE=1),
+            "offset 0x1018 is not a register of the tables",
+        ),
+        (
+            lambda rk: rk.ENTRY.pack(BLOCK=R.Target.UNK400, UNK48=True, OFFSET=0x2004, VALUE=1),
+            "unknown target bits 0x0400",
+        ),
+        (
+            lambda rk: rk.ENTRY.pack(
+                BLOCK=R.Target.DPU, UNK48=True, OFFSET=R.CNA.CONV_CON1.offset, VALUE=0
+            ),
+            "block DPU does not own CNA.CONV_CON1",
+        ),
+        (
+            lambda rk: rk.ENTRY.pack(BLOCK=0x0300, UNK48=True, OFFSET=R.CNA.CONV_CON1.offset),
+            "unknown target bits 0x0300",
+        ),
         (lambda rk: rk.ENTRY.pack(UNK48=True, VALUE=5), "no block bits and not the"),
     ],
     ids=["unknown-offset", "unknown-block", "wrong-block", "two-blocks", "no-block"],
-)  # fmt: skip
+)
 def test_malformed_entries(rk, sim, word, expect):
     cv, _, bufs = _setup(rk, sim)
     stream = rk.conv_stream(cv, bufs)
@@ -110,9 +120,12 @@ def test_malformed_entries(rk, sim, word, expect):
 
 @pytest.mark.parametrize(
     "enable, marker, expect",
-    [(0x15, True, "does not enable the DPU"), (0x18, True, "not the CNA and CORE"),
-     (0x1D, False, "op_en without the 0x0041 marker")],
-)  # fmt: skip
+    [
+        (0x15, True, "does not enable the DPU"),
+        (0x18, True, "not the CNA and CORE"),
+        (0x1D, False, "op_en without the 0x0041 marker"),
+    ],
+)
 def test_tasks_without_a_completion_interrupt_time_out(rk, sim, enable, marker, expect):
     cv, _, bufs = _setup(rk, sim)
     stream = rk.conv_stream(cv, bufs, tail_enable=enable)
@@ -125,17 +138,23 @@ def test_tasks_without_a_completion_interrupt_time_out(rk, sim, enable, marker, 
 @pytest.mark.parametrize(
     "reg, fields, expect",
     [
-        (R.CNA.CONV_CON1, {"IN_PRECISION": R.Precision.FP16},
-         "unsupported setting CNA.CONV_CON1.IN_PRECISION"),
-        (R.CNA.CONV_CON3, {"CONV_X_STRIDE": 1, "CONV_Y_STRIDE": 1, "ATROUS_X_DILATION": 1},
-         "ATROUS_X_DILATION=1"),
+        (
+            R.CNA.CONV_CON1,
+            {"IN_PRECISION": R.Precision.FP16},
+            "unsupported setting CNA.CONV_CON1.IN_PRECISION",
+        ),
+        (
+            R.CNA.CONV_CON3,
+            {"CONV_X_STRIDE": 1, "CONV_Y_STRIDE": 1, "ATROUS_X_DILATION": 1},
+            "ATROUS_X_DILATION=1",
+        ),
         (R.DPU.EW_CFG, {"EW_LUT_BYPASS": 0}, "EW_LUT_BYPASS=0"),
         (R.DPU.DATA_CUBE_WIDTH, {"WIDTH": 2}, "DPU.DATA_CUBE_WIDTH/HEIGHT/CHANNEL give 3x4x32"),
         (R.CNA.WEIGHT_SIZE1, {"WEIGHT_BYTES_PER_KERNEL": 8}, "WEIGHT_BYTES_PER_KERNEL=8"),
         (R.CNA.CBUF_CON0, {"DATA_BANK": 8, "WEIGHT_BANK": 8}, "> the core's 12 banks"),
     ],
     ids=["fp16", "dilation", "lut", "cube", "weight-size", "banks"],
-)  # fmt: skip
+)
 def test_unsupported_or_inconsistent_settings(rk, sim, reg, fields, expect):
     cv, _, bufs = _setup(rk, sim)
     stream = rk.conv_stream(cv, bufs)
@@ -177,3 +196,24 @@ def test_a_failed_job_fails_its_dependents(rk, sim):
     assert "below the first BO" in first.message
     assert second.message.startswith("job 1 depends on failed job 0; first failure: job 0 task 0")
     assert second.cause == first.message
+
+
+def test_a_failed_reader_does_not_fail_the_next_writer(rk, sim):
+    """Failures travel with data (the writers of a job's in-BOs), not with write-after-read
+    ordering: a job that overwrites the input of a faulted job still succeeds."""
+    cv, _, bufs = _setup(rk, sim)
+    bad = rk.conv_stream(cv, bufs)
+    _replace(rk, bad, R.CNA.DCOMP_ADDR0, DECOMPRESS_ADDR0=0x10)
+    _, tasks_bad = sim.regcmd(bad)
+    cv2, _, bufs2 = _setup(rk, sim)
+    _, tasks2 = sim.regcmd(rk.conv_stream(cv2, bufs2))
+    sim.submit(
+        [
+            (tasks_bad, [bufs.input], [bufs.output]),
+            (tasks2, [bufs2.input], [bufs2.output, bufs.input]),
+        ]
+    )
+    first, second = sim.file.job_counters()
+    assert (first.status, second.status) == ("fault", "ok")
+    assert second.start_ns >= first.end_ns  # still ordered after the reader
+    assert sim.prep(bufs2.output) == 0

@@ -385,7 +385,8 @@ class RocketContext(MlContext):
         """The kernel's errno, plus the simulated device's log line when it keeps one."""
         last = getattr(self.winsys.drm, "last_fault", None)
         detail = last() if last is not None else None
-        return f"{e}: {detail}" if detail else str(e)
+        message = str(e)
+        return f"{message}: {detail}" if detail and detail not in message else message
 
     def _collect(self, program: subgraph.Program, before: int) -> None:
         drm = self.winsys.drm

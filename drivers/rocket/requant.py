@@ -136,12 +136,21 @@ class Scales:
         h = ((acc << max(shift, 0)) * int(self.m0[c]) + SRDHM_HALF) >> SRDHM_BITS
         return _rs_away(h, max(-shift, 0))
 
+    def stage1(self, acc: np.ndarray, c: int) -> np.ndarray:
+        """The value TFLite rounds first: SRDHM's ``h`` (DOUBLE) or the result (SINGLE)."""
+        if self.rounding is Rounding.SINGLE:
+            return round_half_away_array(acc * float(self.real[c])).astype(np.int64)
+        shift = int(self.shift[c])
+        return ((acc << max(shift, 0)) * int(self.m0[c]) + SRDHM_HALF) >> SRDHM_BITS
+
     def steps(self, c: int, y_lo: int, y_hi: int) -> np.ndarray:
         """The accumulators (reals) at which channel c's output steps, for outputs (before the
         zero point) from ``y_lo`` to ``y_hi``."""
         ys = np.arange(y_lo, y_hi + 1, dtype=np.float64)
         real = float(self.real[c])
         r = int(self.right[c])
+        if real <= 0:
+            return np.empty(0)
         if self.rounding is Rounding.SINGLE or r == 0:
             return (ys - 0.5) / real  # round(x) steps from y - 1 to y at y - 1/2
         # RDBP(h, r) steps to y > 0 at h = (y - 1/2)·2^r and to y <= 0 at (y - 1/2)·2^r + 1;
@@ -265,21 +274,22 @@ def _candidate_pairs(
     return m1[at, order].astype(np.int64), m2[at, order].astype(np.int64), inverse
 
 
-def _pairs(real: np.ndarray, m1_max: np.ndarray, shift: int) -> tuple[int, np.ndarray, np.ndarray]:
-    """(S, m1, m2) for ``m1·m2/2^S ≈ real``: of the largest feasible shift and the two below,
-    the one with the smallest relative error (a slightly smaller S leaves room for better
-    factor pairs); m1 and m2 hold VERIFY_CANDIDATES pairs per channel, best first."""
-    best = None
+def _pair_options(
+    real: np.ndarray, m1_max: np.ndarray, shift: int
+) -> list[tuple[int, np.ndarray, np.ndarray]]:
+    """(S, m1, m2) for ``m1·m2/2^S ≈ real``, for the largest feasible shift and the two below
+    (a smaller S leaves room for other factor pairs), the smallest relative error first; m1 and
+    m2 hold VERIFY_CANDIDATES pairs per channel, best first."""
+    options = []
     for s in range(shift, max(shift - 3, -1), -1):
         target = real * 2.0**s
         m1, m2, rows = _candidate_pairs(target, m1_max, VERIFY_CANDIDATES)
         m1, m2 = m1[rows], m2[rows]
         live = target > 0
         err = np.abs(m1[:, 0] * m2[:, 0] - target)[live] / target[live]
-        worst = float(np.max(err, initial=0.0))
-        if best is None or worst < best[0]:
-            best = (worst, s, m1, m2)
-    return best[1], best[2], best[3]
+        options.append((float(np.max(err, initial=0.0)), s, m1, m2))
+    options.sort(key=lambda o: o[0])
+    return [o[1:] for o in options]
 
 
 def _verified(
@@ -287,50 +297,66 @@ def _verified(
     v_range: tuple[np.ndarray, np.ndarray],
     y_range: tuple[int, int],
     pairs: tuple[np.ndarray, np.ndarray],
-    hardware: Callable[[np.ndarray, int, int, int], np.ndarray],
+    hardware: Callable[[np.ndarray, int, int, int, int], np.ndarray],
     out: Callable[[np.ndarray], np.ndarray],
     deviation: Callable[[int, int, int], float],
-) -> tuple[np.ndarray, np.ndarray]:
+    offsets: Callable[[np.ndarray, int, int, int], tuple[int, int]] | None,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
     """Per channel, the first candidate pair (best first) whose outputs equal TFLite's for every
-    accumulator in ``v_range`` (lowest, highest), else the one with the fewest differences.
-    ``hardware(v, c, m1, m2)`` is the plan's result before the zero point; ``deviation(c, m1,
-    m2)`` is how far the pair moves the rounded value per unit of accumulator.
+    accumulator in ``v_range`` (lowest, highest), else the one with the fewest differences, and
+    the BN ALU offset that goes with it. ``hardware(v, c, m1, m2, offset)`` is the plan's result
+    before the zero point; ``deviation(c, m1, m2)`` is how far the pair moves the rounded value
+    per unit of accumulator; ``offsets(v, c, m1, m2)``, when given, the offsets (an interval)
+    for which the hardware rounds like TFLite at the accumulators ``v``. Returns the pairs, the
+    offsets and the number of differing accumulators left.
 
     Both results are monotone step functions of the accumulator. With the pair's error below a
     quarter of a rounding unit over the range, the hardware's steps sit next to TFLite's, so
     they can differ only at the few accumulators around TFLite's steps (``Scales.steps``) inside
-    the unsaturated output range ``y_range``; those are checked. A pair whose error could be
-    larger is checked on the whole range while that costs at most VERIFY_BUDGET evaluations."""
+    the unsaturated output range ``y_range``; those are checked, and an offset can move the
+    hardware's steps onto TFLite's where the pair alone is too coarse. A pair whose error could
+    be larger is checked on the whole range while that costs at most VERIFY_BUDGET evaluations.
+    """
     m1, m2 = pairs
     picked1, picked2 = m1[:, 0].copy(), m2[:, 0].copy()
+    picked_offset = np.zeros(len(m1), dtype=np.int64)
     budget = VERIFY_BUDGET
     window = np.arange(-STEP_WINDOW, STEP_WINDOW + 1, dtype=np.int64)
     # Channels with the same multipliers and candidates are checked once, on their joint range.
     first, group = _group_rows(scales.real, scales.right, m1, m2)
+    left = 0
     for g, c in enumerate(first):
+        c = int(c)
         members = group == g
         low, high = int(v_range[0][members].min()), int(v_range[1][members].max())
         if high < low:
             continue
-        steps = scales.steps(int(c), *y_range)
+        steps = scales.steps(c, *y_range)
         steps = steps[np.isfinite(steps)]
         near = (np.floor(steps).astype(np.int64)[:, None] + window[None, :]).reshape(-1)
         near = np.unique(near[(near >= low) & (near <= high)])
         fewest = None
         for a, b in zip(m1[c], m2[c], strict=True):
             v = near
-            if deviation(int(c), a, b) * max(abs(low), abs(high)) >= MAX_DEVIATION:
+            if deviation(c, a, b) * max(abs(low), abs(high)) >= MAX_DEVIATION:
                 if high - low + 1 > budget:
                     continue
                 budget -= high - low + 1
                 v = np.arange(low, high + 1, dtype=np.int64)
-            want = out(scales.reference(v, int(c)))
-            wrong = int(np.count_nonzero(out(hardware(v, int(c), a, b)) != want))
+            offset = 0
+            if offsets is not None and len(near):
+                lo_off, hi_off = offsets(near, c, a, b)
+                if lo_off <= hi_off:
+                    offset = min(max(0, lo_off), hi_off)
+            want = out(scales.reference(v, c))
+            wrong = int(np.count_nonzero(out(hardware(v, c, a, b, offset)) != want))
             if fewest is None or wrong < fewest:
-                fewest, picked1[members], picked2[members] = wrong, a, b
+                fewest = wrong
+                picked1[members], picked2[members], picked_offset[members] = a, b, offset
             if wrong == 0:
                 break
-    return picked1, picked2
+        left += fewest or 0
+    return picked1, picked2, picked_offset, left
 
 
 def plan_conv(
@@ -365,14 +391,20 @@ def plan_conv(
     with np.errstate(divide="ignore", over="ignore"):
         useful = np.where(real > 0, np.ceil((OUTPUT_CODES << r) / real) + 1, np.inf)
     bound = np.minimum(v_bound, useful)
-    m1_max = np.clip(INT32_MAX // np.maximum(bound, 1), 1, INT16_MAX).astype(np.int64)
-    shift = 0
+    # BS shifts its product right by s1 so that v·m1/2^s1 stays in int32 for a 15-bit m1
+    # (the product itself is wide: 32 x 16 bits); BN shifts by the rest of the total. Channels
+    # far outside the live shifts (almost dead weights) get a smaller m1 instead.
+    window = right <= (int(shifts[0]) + SIGN_SPREAD if len(shifts) else 0)
+    typical = float(bound[live & window].max()) if (live & window).any() else 1.0
+    s1 = max(0, math.ceil(math.log2(max(typical, 1.0) * INT16_MAX / INT32_MAX)))
+    m1_max = np.clip((INT32_MAX << s1) // np.maximum(bound, 1), 1, INT16_MAX).astype(np.int64)
+    total = MAX_MUL_SHIFT
     if live.any():
-        room = np.min(INT16_MAX * m1_max[live] / real[live])
-        shift = min(MAX_MUL_SHIFT, math.floor(math.log2(room)))
-    if shift < 0:
+        total = math.floor(math.log2(float(np.min(INT16_MAX * m1_max[live] / real[live]))))
+    total = min(total, s1 + MAX_MUL_SHIFT)
+    if total < s1:
         raise PlanError(f"requantization multiplier {real.max():.4g} too large for the DPU")
-    shift, m1s, m2s = _pairs(real, m1_max, shift)
+    options = _pair_options(real, m1_max, total)
     lo_out = zero_point if lo is not None else INT8_MIN
     hi_out = INT8_MAX if hi is None else min(INT8_MAX, zero_point + hi)
     sign_pass = mixed or (r > 0 and lo_out == INT8_MIN and zero_point > INT8_MIN)
@@ -383,8 +415,9 @@ def plan_conv(
         offsets = np.where(d - 1 - scale_q >= 0, np.exp2(np.maximum(d - 1 - scale_q, 0)), 0)
         offsets = np.minimum(offsets, 1 << SIGN_OFFSET_BITS).astype(np.int64)
 
-    def hardware(v: np.ndarray, c: int, a: int, b: int) -> np.ndarray:
-        h = _rs_away(v * (a * b), shift)
+    def hardware(v: np.ndarray, c: int, a: int, b: int, offset: int = 0) -> np.ndarray:
+        # BS, then BN (its ALU adds the offset first), at the total shift of the option
+        h = _rs_away((_rs_away(v * a, s1) + offset) * b, shift - s1)
         if mixed:
             h = h + (np.where(v >= 1, offsets[c], -offsets[c]) << scale_q)
             if lo is not None:
@@ -407,17 +440,58 @@ def plan_conv(
         high = np.ceil((hi_out - zero_point + 1) * 2.0**r / real) + 1
     v_range = (np.maximum(low, -bound), np.minimum(high, bound))
     y_range = (lo_out - zero_point - 1, hi_out - zero_point + 1)
-    target = real * 2.0**shift
 
     def deviation(c: int, a: int, b: int) -> float:
-        return float(abs(a * b - target[c]) * 2.0**-shift)
+        """Per unit of accumulator; BS's rounding adds at most half a BS unit, b/2^(S - s1)."""
+        return float(abs(a * b * 2.0**-shift - real[c])) + b * 2.0 ** -(shift - s1) / 2 / max(
+            float(bound[c]), 1.0
+        )
 
-    m1, m2 = _verified(scales, v_range, y_range, (m1s, m2s), hardware, out_codes, deviation)
-    c1, c2 = _common(m1), _common(m2)
-    bs = DpuStage(alu_memory=True, mul=c1, mul_memory=c1 is None)
-    bn = DpuStage(mul=c2, mul_memory=c2 is None, mul_shift=shift)
+    def alu_offsets(v: np.ndarray, c: int, a: int, b: int) -> tuple[int, int]:
+        """The BN ALU offsets (in BS output units) that make BN round ``v`` to TFLite's first
+        rounding: H = rs_away(z, S2) with z = (u + offset)·b equals h for z in
+        [(2h - 1)·2^(S2-1), (2h + 1)·2^(S2-1)), ends mirrored for h <= 0 (half away)."""
+        s2 = shift - s1
+        u = _rs_away(v * a, s1)
+        h = scales.stage1(v, c) << (r - int(right[c]))  # channel c's h at the common r
+        half = 1 << (s2 - 1) if s2 > 0 else 0
+        z_lo = (2 * h - 1) * half + (h <= 0)
+        z_hi = (2 * h + 1) * half - (h >= 0)
+        if s2 == 0:
+            z_lo, z_hi = h, h
+        lo_off = -((-z_lo) // b) - u
+        hi_off = z_hi // b - u
+        return int(lo_off.max()), int(hi_off.min())
+
+    best = None
+    for shift, m1s, m2s in options:
+        m1, m2, off, left = _verified(
+            scales,
+            v_range,
+            y_range,
+            (m1s, m2s),
+            hardware,
+            out_codes,
+            deviation,
+            None if mixed else alu_offsets,
+        )
+        if best is None or left < best[0]:
+            best = (left, shift, m1, m2, off)
+        if left == 0:
+            break
+    _, shift, m1, m2, off = best
+    c1, c2, co = _common(m1), _common(m2), _common(off)
+    bs = DpuStage(alu_memory=True, mul=c1, mul_memory=c1 is None, mul_shift=s1)
+    bn = DpuStage(
+        alu=co or None,
+        alu_memory=co is None,
+        mul=c2,
+        mul_memory=c2 is None,
+        mul_shift=shift - s1,
+    )
     bs_words = _words([bias] + ([m1] if c1 is None else []))
-    bn_words = _words([m2]) if c2 is None else None
+    bn_columns = ([off] if co is None else []) + ([m2] if c2 is None else [])
+    bn_words = _words(bn_columns) if bn_columns else None
     relux = None if hi is None else hi << r
     if not sign_pass:
         bn = replace(bn, relu=lo is not None, relux=relux)

@@ -193,14 +193,14 @@ class _Lowering:
         alu = ml_tp.copy_alu(zp, zp)
         src, dst = self.ref(t_in), self.ref(t_out)
         if t_in.layout == NHWC and t_out.layout == NCHW:
+            # Mesa runs it on one core; its planes are the input rows, so we split them.
             walk = ml_tp.transpose_walk(src, dst, h, w, c)
-            kind = TpKind.TRANSPOSE
+            self._tp(node, TpKind.TRANSPOSE, walk, alu, w)
         elif t_in.layout == NCHW and t_out.layout == NHWC:
-            walk = ml_tp.detranspose_walk(src, dst, h, w, c)
-            kind = TpKind.DETRANSPOSE
+            walk = ml_tp.detranspose_walk(src, dst, h, w, c)  # one plane: one core
+            self._tp(node, TpKind.DETRANSPOSE, walk, alu, 0, cores=1)
         else:
             raise ValueError(f"{node!r}: layout {t_in.layout} -> {t_out.layout}")
-        self._tp(node, kind, walk, alu, 0, cores=1)  # Mesa: single core
 
     def _space_to_depth(self, node: Node) -> None:
         p = node.params

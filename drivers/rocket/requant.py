@@ -96,6 +96,7 @@ SIGN_OFFSET_BITS = 6
 # range, while that costs at most VERIFY_BUDGET evaluations per layer.
 M1_CANDIDATES = 4096
 VERIFY_CANDIDATES = 32
+VERIFY_PATIENCE = 8  # candidates tried without fewer differences before giving up
 VERIFY_BUDGET = 2**20
 # Accumulators checked on each side of a step of TFLite's output, for pairs that move the
 # rounded value by less than MAX_DEVIATION units anywhere in the range.
@@ -299,16 +300,18 @@ def _verified(
     pairs: tuple[np.ndarray, np.ndarray],
     hardware: Callable[[np.ndarray, int, int, int, int], np.ndarray],
     out: Callable[[np.ndarray], np.ndarray],
-    deviation: Callable[[int, int, int], float],
+    deviation: Callable[[int], np.ndarray],
     offsets: Callable[[np.ndarray, int, int, int], tuple[int, int]] | None,
+    checkable: np.ndarray,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
     """Per channel, the first candidate pair (best first) whose outputs equal TFLite's for every
     accumulator in ``v_range`` (lowest, highest), else the one with the fewest differences, and
     the BN ALU offset that goes with it. ``hardware(v, c, m1, m2, offset)`` is the plan's result
-    before the zero point; ``deviation(c, m1, m2)`` is how far the pair moves the rounded value
-    per unit of accumulator; ``offsets(v, c, m1, m2)``, when given, the offsets (an interval)
-    for which the hardware rounds like TFLite at the accumulators ``v``. Returns the pairs, the
-    offsets and the number of differing accumulators left.
+    before the zero point; ``deviation(c)`` is how far each candidate pair moves the rounded
+    value per unit of accumulator; ``offsets(v, c, m1, m2)``, when given, the offsets (an interval)
+    for which the hardware rounds like TFLite at the accumulators ``v``. Channels not
+    ``checkable`` (outside the exact window of a mixed per-channel layer) keep their first pair.
+    Returns the pairs, the offsets and the number of differing accumulators left.
 
     Both results are monotone step functions of the accumulator. With the pair's error below a
     quarter of a rounding unit over the range, the hardware's steps sit next to TFLite's, so
@@ -329,31 +332,34 @@ def _verified(
         c = int(c)
         members = group == g
         low, high = int(v_range[0][members].min()), int(v_range[1][members].max())
-        if high < low:
+        if high < low or not checkable[c]:
             continue
         steps = scales.steps(c, *y_range)
         steps = steps[np.isfinite(steps)]
         near = (np.floor(steps).astype(np.int64)[:, None] + window[None, :]).reshape(-1)
-        near = np.unique(near[(near >= low) & (near <= high)])
-        fewest = None
-        for a, b in zip(m1[c], m2[c], strict=True):
-            v = near
-            if deviation(c, a, b) * max(abs(low), abs(high)) >= MAX_DEVIATION:
+        near = near[(near >= low) & (near <= high)]  # repeats cost little, sorting more
+        want_near = out(scales.reference(near, c))
+        far = deviation(c) * max(abs(low), abs(high)) >= MAX_DEVIATION
+        fewest, since = None, 0
+        for i, (a, b) in enumerate(zip(m1[c], m2[c], strict=True)):
+            v, want = near, want_near
+            if far[i]:
                 if high - low + 1 > budget:
                     continue
                 budget -= high - low + 1
                 v = np.arange(low, high + 1, dtype=np.int64)
+                want = out(scales.reference(v, c))
             offset = 0
             if offsets is not None and len(near):
                 lo_off, hi_off = offsets(near, c, a, b)
                 if lo_off <= hi_off:
                     offset = min(max(0, lo_off), hi_off)
-            want = out(scales.reference(v, c))
             wrong = int(np.count_nonzero(out(hardware(v, c, a, b, offset)) != want))
+            since += 1
             if fewest is None or wrong < fewest:
-                fewest = wrong
+                fewest, since = wrong, 0
                 picked1[members], picked2[members], picked_offset[members] = a, b, offset
-            if wrong == 0:
+            if wrong == 0 or since >= VERIFY_PATIENCE:
                 break
         left += fewest or 0
     return picked1, picked2, picked_offset, left
@@ -441,11 +447,11 @@ def plan_conv(
     v_range = (np.maximum(low, -bound), np.minimum(high, bound))
     y_range = (lo_out - zero_point - 1, hi_out - zero_point + 1)
 
-    def deviation(c: int, a: int, b: int) -> float:
+    def deviation(c: int) -> np.ndarray:
         """Per unit of accumulator; BS's rounding adds at most half a BS unit, b/2^(S - s1)."""
-        return float(abs(a * b * 2.0**-shift - real[c])) + b * 2.0 ** -(shift - s1) / 2 / max(
-            float(bound[c]), 1.0
-        )
+        a, b = m1s[c].astype(np.float64), m2s[c].astype(np.float64)
+        product = np.abs(a * b * 2.0**-shift - real[c])
+        return product + b * 2.0 ** -(shift - s1) / 2 / max(float(bound[c]), 1.0)
 
     def alu_offsets(v: np.ndarray, c: int, a: int, b: int) -> tuple[int, int]:
         """The BN ALU offsets (in BS output units) that make BN round ``v`` to TFLite's first
@@ -474,10 +480,13 @@ def plan_conv(
             out_codes,
             deviation,
             None if mixed else alu_offsets,
+            live & (window if mixed else True),
         )
         if best is None or left < best[0]:
             best = (left, shift, m1, m2, off)
-        if left == 0:
+        # Other shifts give other factor pairs; worth it where one multiplier serves all
+        # channels (per-tensor weights), not for every channel of a per-channel layer.
+        if left == 0 or len(np.unique(real)) > 1:
             break
     _, shift, m1, m2, off = best
     c1, c2, co = _common(m1), _common(m2), _common(off)

@@ -24,6 +24,10 @@ validation) by appending one entry:
 * ``counters``: per model and device (those that count: the simulated ones) one invoke's
   per-job counters summed: jobs, MACs, bytes read and written, compressed weight bytes fetched,
   SRAM hits, and the compiled blobs' size.
+* ``rocket``: per model, the rocket driver on the simulated RK3588 with the kernel's scheduling
+  and with ``scheduling=spread``: cold compile seconds, invoke seconds next to BUILTIN_REF, and
+  from ``last_counters()`` the jobs, tasks, MACs, bytes moved, cores used and the simulated
+  hardware time.
 * ``vela``: when ``ethos-u-vela`` is installed, Vela's compile time for the same models (the
   etnaviv and rocket targets compare their compile time with it), next to ours.
 * ``costmodel`` and ``ablation`` (``costmodel_validation.py``): the cost model's estimate for
@@ -404,11 +408,91 @@ def ablation_section(opts: Options) -> Section:
     return Section("ablation", "ablations, MobileNet v1 on A311D", columns, rows, note)
 
 
+# -- the rocket section ------------------------------------------------------------------------
+
+
+def rocket_row(source: ModelSource, model: TfliteModel, device_name: str, values, repeat: int):
+    """Compile (cold: a fresh device) and invoke every partition on a rocket device, with the
+    simulated hardware's view from ``last_counters()``: jobs, tasks, MACs, bytes, cores, time."""
+    device = open_device(device_name)
+    parts = partition(model, query_support(model, device))
+    start = time.perf_counter()
+    blobs = [device.subgraph_create(p.ops).serialize() for p in parts]
+    compile_s = time.perf_counter() - start
+    ctx = device.create_context()
+    row: dict = {"model": source.name, "device": device_name, "compile_s": compile_s}
+    try:
+        subs = [ctx.subgraph_deserialize(b) for b in blobs]
+        feeds = [{i: values[i] for i in p.inputs} for p in parts]
+        counters = []
+        times = []
+        for rep in range(repeat + 1):  # the first invoke creates the buffers: not timed
+            begin = time.perf_counter()
+            counters = []
+            for sg, feed in zip(subs, feeds, strict=True):
+                ctx.subgraph_invoke(sg, feed)
+                ctx.subgraph_read_outputs(sg)
+                counters += ctx.last_counters()
+            if rep:
+                times.append(time.perf_counter() - begin)
+    finally:
+        ctx.destroy()
+        device.destroy()
+    spans = [(c.extra.get("start_ns", 0), c.extra.get("end_ns", 0)) for c in counters]
+    return row | {
+        "invoke_s": statistics.median(times),
+        "jobs": len(counters),
+        "tasks": sum(c.tasks for c in counters),
+        "gmacs": sum(c.macs for c in counters) / 1e9,
+        "read_mib": sum(sum(c.bytes_read.values()) for c in counters) / 2**20,
+        "written_mib": sum(sum(c.bytes_written.values()) for c in counters) / 2**20,
+        "cores": len({core for c in counters for core in c.cores}),
+        "npu_ms": (max(e for _, e in spans) - min(s for s, _ in spans)) / 1e6 if spans else 0.0,
+    }
+
+
+def rocket_section(opts: Options) -> Section:
+    """The RK3588 driver on the simulated device, the kernel's scheduling (one entity per file:
+    one core) and the spread one (each job on the first free core)."""
+    devices = [d for d in opts.devices if d.split(":")[0].split("?")[0] == "rocket"]
+    if not devices and any(d.driver == "rocket" for d in list_devices()):
+        devices = ["rocket"]
+    devices += [f"{d}?scheduling=spread" for d in devices if "?" not in d]
+    rows, notes = [], []
+    for source in opts.models:
+        try:
+            model = parse_model(source.data, source.name)
+            check_quantized(model)
+        except ModelError as e:
+            notes.append(f"skipped {e}")
+            continue
+        values = reference_inputs(source, model)
+        ref_s = litert_seconds(source, "ref", opts.repeat)
+        for name in devices:
+            try:
+                row = rocket_row(source, model, name, values, opts.repeat)
+                row["builtin_ref_s"] = ref_s
+                row["ratio_ref"] = row["invoke_s"] / ref_s
+            except Exception as e:  # report and go on
+                error = f"{type(e).__name__}: {' '.join(str(e).split())}"[:200]
+                row = {"model": source.name, "device": name, "error": error}
+            rows.append(row)
+    columns = ("model", "device", "compile_s", "invoke_s", "builtin_ref_s", "ratio_ref", "jobs",
+               "tasks", "gmacs", "read_mib", "written_mib", "cores", "npu_ms", "error")  # fmt: skip
+    note = (
+        "invoke_s = the simulator's wall time per invoke of all partitions (median); npu_ms = "
+        "the simulated hardware's span from the first job's start to the last job's end"
+    )
+    return Section("rocket", "RK3588 (rocket) compile, invoke and counters", columns,
+                   tuple(rows), "; ".join([note, *notes]))  # fmt: skip
+
+
 # Add a section by appending a SectionSpec (keep names stable: they are JSON keys).
 SECTIONS = (
     SectionSpec("invoke", invoke_section, True, "compile/invoke times and LiteRT ratios"),
     SectionSpec("counters", counters_section, False, "device counters: MACs, bytes, SRAM hits"),
     SectionSpec("vela", vela_section, False, "Vela compile time for the same models"),
+    SectionSpec("rocket", rocket_section, False, "rocket: compile, invoke, MACs, bytes, cores"),
     SectionSpec("costmodel", costmodel_section, False, "cost model vs published figures"),
     SectionSpec("ablation", ablation_section, False, "A311D ablations vs published steps"),
 )

@@ -143,12 +143,17 @@ def rule_cbuf(op: PipeMlOperation) -> str | None:
 
 
 def rule_clamp(op: PipeMlOperation) -> str | None:
-    """A fused activation's minimum is the type's minimum or the zero point (ReLU, ReLU6);
-    its maximum may be anything."""
+    """A fused activation's minimum is the type's minimum or the zero point (ReLU, ReLU6); a
+    maximum below the type's needs ReLU's minimum as well (the DPU's ReLUX acts after ReLU)."""
     clamp: Clamp | None = getattr(op.params, "clamp", None)
     out = op.outputs[0]
-    if clamp is not None and out.type.qmin < clamp.lo != out.quant.zero_point:
-        return f"activation minimum {clamp.lo} is neither {out.type.qmin} nor the zero point"
+    if clamp is None:
+        return None
+    qmin, zp = out.type.qmin, out.quant.zero_point
+    if qmin < clamp.lo != zp:
+        return f"activation minimum {clamp.lo} is neither {qmin} nor the zero point"
+    if clamp.hi < out.type.qmax and clamp.lo < zp and zp > qmin:
+        return f"activation maximum {clamp.hi} without a minimum at the zero point {zp}"
     return None
 
 
@@ -188,6 +193,17 @@ RULES_BY_TYPE: Mapping[OpType, tuple[Callable[[PipeMlOperation], str | None], ..
     OpType.RESHAPE: (rule_activations, rule_reshape),
 }
 RULES = (rule_type, *dict.fromkeys(r for rules in RULES_BY_TYPE.values() for r in rules))
+
+
+def support_markdown() -> str:
+    """The support table of docs/rocket.md, generated from the rules' docstrings."""
+    lines = ["| rule | applies to | the rule |", "|---|---|---|"]
+    for rule in RULES:
+        types = [t.value for t, rules in RULES_BY_TYPE.items() if rule in rules]
+        applies = ", ".join(types) if types else "every operation"
+        doc = " ".join((rule.__doc__ or "").split())
+        lines.append(f"| `{rule.__name__}` | {applies} | {doc} |")
+    return "\n".join(lines)
 
 
 def _feature_dims(op: PipeMlOperation, t: PipeTensor) -> tuple[int, int, int, int]:

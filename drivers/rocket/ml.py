@@ -252,6 +252,8 @@ def _clamp_relative(clamp, out: Tensor) -> tuple[int | None, int | None]:
         lo = clamp.lo - out.quant.zero_point
     if clamp is not None and clamp.hi < out.dtype.qmax:
         hi = clamp.hi - out.quant.zero_point
+    if hi is not None and lo is None and out.quant.zero_point == out.dtype.qmin:
+        lo = 0  # ReLU at a zero point that is the type's minimum changes nothing
     return lo, hi
 
 

@@ -579,8 +579,10 @@ def plan_add(
     k_max = min(INT16_MAX, math.floor(UINT16_MAX / ratio)) if ratio > 0 else INT16_MAX
     if k_max < 1:
         raise PlanError(f"ADD operand scale ratio {ratio:.4g} too large for the DPU")
-    relu = add_lo > qmin
-    if relu and add_lo != out_zero:
+    # ReLU clamps at the zero point; with the zero point at the type's minimum it is free, and
+    # ReLUX (a maximum) needs it.
+    relu = add_lo > qmin or (add_hi < qmax and out_zero == qmin)
+    if add_lo > qmin and add_lo != out_zero:
         raise PlanError(f"ADD activation minimum {add_lo} is not the zero point {out_zero}")
     if add_hi < qmax and not relu:
         raise PlanError("an ADD activation maximum without ReLU (ReLUX acts only after ReLU)")

@@ -242,3 +242,14 @@ def test_program_jobs_list_their_buffers():
         assert job.reads and job.writes
         assert subgraph.COEFS_BUFFER not in job.reads + job.writes
         assert subgraph.REGCMD_BUFFER not in job.reads + job.writes
+
+
+def test_support_table_in_the_docs_is_generated():
+    import re
+    from pathlib import Path
+
+    doc = Path(__file__).resolve().parents[3] / "docs" / "rocket.md"
+    text = doc.read_text(encoding="utf-8")
+    table = re.search(r"<!-- support table begin -->\n(.*)\n<!-- support table end -->", text, re.S)
+    assert table is not None, "docs/rocket.md lost its table markers"
+    assert table.group(1) == device.support_markdown(), "regenerate with support_markdown()"

@@ -45,6 +45,7 @@ def factor_features(features: int, max_kernel: int) -> tuple[int, int, int]:
 class _Ctx:
     factorize: bool
     max_kernel: int
+    factorize_above: int | None = None
 
 
 def _reshape(t: Tensor, shape: tuple[int, int, int, int], suffix: str) -> tuple[Tensor, list]:
@@ -58,7 +59,10 @@ def _lower(graph: Graph, node: Node, ctx: _Ctx) -> list[Node] | None:
     inp, weight, bias = (*node.inputs, None)[:3]
     units, features = weight.shape[2], weight.shape[3]
     batch = inp.size // features
-    if ctx.factorize:
+    factorize = ctx.factorize or (
+        ctx.factorize_above is not None and features > ctx.factorize_above and batch == 1
+    )
+    if factorize:
         if batch != 1:
             return None
         x, y, z = factor_features(features, ctx.max_kernel)
@@ -70,7 +74,7 @@ def _lower(graph: Graph, node: Node, ctx: _Ctx) -> list[Node] | None:
         quant = Quant(quant.scale, quant.zero_point, quant.scales, quant.zero_points, 0)
     w = constant(weight, weight.data.reshape(k_shape), "conv", quant=quant, rank=4)
     conv_in, before = _reshape(inp, in_shape, "fc_in")
-    out_shape = (1, 1, 1 if ctx.factorize else batch, units)
+    out_shape = (1, 1, 1 if factorize else batch, units)
     if node.output.shape == out_shape:
         conv_out, after = node.output, []
     else:
@@ -89,11 +93,14 @@ def lower_fc_to_conv(
     *,
     factorize: bool = False,
     max_kernel: int = ETNAVIV_MAX_KERNEL,
+    factorize_above: int | None = None,
 ) -> bool:
     """Lower every FULLY_CONNECTED to a CONV (1x1, or etnaviv's factorised kernel).
 
     Options: ``factorize`` picks etnaviv's form (batch-1 FCs only; others are left alone);
-    ``max_kernel`` bounds its x and y. Preconditions: FC params are ``FullyConnectedParams``
+    ``max_kernel`` bounds its x and y; ``factorize_above`` takes the factorised form only for
+    batch-1 FCs with more features than that, the 1x1 form for the rest (rocket: a channel
+    count past its 14-bit field). Preconditions: FC params are ``FullyConnectedParams``
     and weights constant (asserted). Not exact: within 1 LSB (module docstring).
     """
     for n in graph:
@@ -101,4 +108,4 @@ def lower_fc_to_conv(
             assert n.params is None or isinstance(n.params, FullyConnectedParams)
             assert n.inputs[1].is_constant, f"{n!r}: weights are not constant"
     assert max_kernel >= 1
-    return rewrite_graph(graph, RULES, _Ctx(factorize, max_kernel))
+    return rewrite_graph(graph, RULES, _Ctx(factorize, max_kernel, factorize_above))

@@ -26,6 +26,7 @@ from ...gallium.device import DeviceError, JobCounters, MlContext, MlDevice, MlS
 from ...gallium.operation import Clamp, ConvParams, OpType, PipeMlOperation
 from ...gallium.tensor import ElementType, PipeTensor
 from ...nir_tensor.builder import build_graph
+from ...nir_tensor.passes.fully_connected import factor_features
 from ...nir_tensor.pipeline import run_pipeline
 from ...util.soc import RocketNpu
 from . import debug, ml, regcmd, subgraph
@@ -38,7 +39,7 @@ DRIVER = "rocket"
 ACTIVATION_TYPES = (ElementType.UINT8, ElementType.INT8)
 # The widths of the register fields the sizes go to (registers.xml).
 MAX_SIDE = regcmd.field_max(R.CNA.DATA_SIZE0, "DATAIN_WIDTH")
-MAX_CHANNELS = regcmd.field_max(R.CNA.DATA_SIZE1, "DATAIN_CHANNEL_REAL") + 1  # stores C - 1
+MAX_CHANNELS = ml.MAX_CHANNELS
 MAX_STRIDE = regcmd.field_max(R.CNA.CONV_CON3, "CONV_X_STRIDE")
 MAX_KERNEL = regcmd.field_max(R.CNA.WEIGHT_SIZE2, "WEIGHT_WIDTH")
 # inject=oob: how far past the subgraph's last buffer the corrupted address points (1 MiB).
@@ -134,7 +135,11 @@ def rule_cbuf(op: PipeMlOperation) -> str | None:
     """The input rows one output row needs fit the convolution buffer's data banks."""
     npu = _npu()
     _, _, w, c = _feature_dims(op, op.inputs[0])
-    kh = op.inputs[1].dims[1] if op.type is OpType.CONVOLUTION else 1
+    kh = (
+        op.inputs[1].dims[1]
+        if op.type is OpType.CONVOLUTION
+        else _feature_dims(op, op.inputs[0])[1]
+    )
     entries = kh * entries_per_slice(npu, w, c)
     capacity = STREAMED_DATA_BANKS * npu.cbuf_bank_bytes // CBUF_ENTRY_BYTES
     if entries > capacity:
@@ -207,12 +212,18 @@ def support_markdown() -> str:
 
 
 def _feature_dims(op: PipeMlOperation, t: PipeTensor) -> tuple[int, int, int, int]:
-    """The NHWC dims the NPU sees: an FC's input is one row of ``batch`` pixels (1x1 form)."""
-    if op.type is OpType.FULLY_CONNECTED:
-        features = op.inputs[1].dims[3]
-        return (1, 1, t.size // features if t is op.inputs[0] else t.size // t.dims[3],
-                features if t is op.inputs[0] else t.dims[3])  # fmt: skip
-    return t.dims
+    """The NHWC dims the NPU sees: an FC's input is one row of ``batch`` pixels (1x1 form), or
+    past MAX_CHANNELS features (batch 1) the factorised y x x x z block (``ml.PIPELINE``)."""
+    if op.type is not OpType.FULLY_CONNECTED:
+        return t.dims
+    features = op.inputs[1].dims[3]
+    if t is not op.inputs[0]:
+        return (1, 1, t.size // t.dims[3], t.dims[3])
+    batch = t.size // features
+    if features > MAX_CHANNELS and batch == 1:
+        x, y, z = factor_features(features, ml.FC_FACTOR_MAX)
+        return (1, y, x, z)
+    return (1, 1, batch, features)
 
 
 def _npu() -> RocketNpu:

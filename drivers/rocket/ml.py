@@ -55,6 +55,11 @@ from .task import TaskError, split_tasks
 NC1HWC2 = Layout(LayoutKind.NC1HWC2, 16)
 # CNA PAD_CON0's PAD_TOP and PAD_LEFT (bottom and right padding are implicit).
 MAX_PADDING = field_max(R.CNA.PAD_CON0, "PAD_TOP")
+# CNA DATA_SIZE1 stores the real channel count minus one in 14 bits.
+MAX_CHANNELS = field_max(R.CNA.DATA_SIZE1, "DATAIN_CHANNEL_REAL") + 1
+# A wider FULLY_CONNECTED becomes a y x x convolution over x·y·z features, x and y at most
+# this (the shared pass's factorisation, as etnaviv does it; 15 x 15 taps fit the CBUF rule).
+FC_FACTOR_MAX = 15
 # CNA DMA_CON2 (docs/rocket-npu-model.md §4, Mesa's strides): SURF_STRIDE = surface/16 -
 # line/4 is unsigned, so a surface spans at least four rows.
 MIN_SURFACE_ROWS = 4
@@ -115,7 +120,12 @@ PIPELINE = Pipeline(
     (
         step(opt_constant_fold),
         CLEANUP,
-        step(lower_fc_to_conv, note="the 1x1 form: every batch row is an output pixel"),
+        step(
+            lower_fc_to_conv,
+            factorize_above=MAX_CHANNELS,
+            max_kernel=FC_FACTOR_MAX,
+            note="1x1: every batch row is an output pixel; past 16384 features a y x x kernel",
+        ),
         step(lower_depthwise_to_dense, select=needs_dense),
         *TAIL,
     ),

@@ -121,7 +121,8 @@ def rule_conv_geometry(op: PipeMlOperation) -> str | None:
 
 
 def rule_sizes(op: PipeMlOperation) -> str | None:
-    """Feature maps are at most 2047 pixels wide and high and 16384 channels deep."""
+    """Feature maps are at most 2047 pixels wide and high and 16384 channels deep (a fully
+    connected layer with more input features runs as a convolution over a factorised block)."""
     for t in (op.inputs[0], op.outputs[0]):
         _, h, w, c = _feature_dims(op, t)
         if max(h, w) > MAX_SIDE:

@@ -102,7 +102,7 @@ VERIFY_BUDGET = 2**20
 # rounded value by less than MAX_DEVIATION units anywhere in the range.
 STEP_WINDOW = 3
 MAX_DEVIATION = 0.25
-# Plan B tries this many values of K below the largest allowed.
+# Plan B counts exactly this many (K, K_b, S, sh), the best by their worst-case error.
 K_CANDIDATES = 24
 
 

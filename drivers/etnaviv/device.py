@@ -67,7 +67,7 @@ def rule_batch(op: PipeMlOperation, target: NpuTarget) -> str | None:
 
 
 def rule_per_tensor_activations(op: PipeMlOperation, target: NpuTarget) -> str | None:
-    """Feature tensors are quantized per tensor (per-axis weights are requantized; see below)."""
+    """Feature tensors are quantized per tensor (per-axis weights are handled below)."""
     for t in _features(op):
         if t.quant.per_axis:
             return "per-axis quantized activations"
@@ -131,8 +131,9 @@ def rule_conv_padding(op: PipeMlOperation, target: NpuTarget) -> str | None:
 
 
 def rule_weights_per_axis(op: PipeMlOperation, target: NpuTarget) -> str | None:
-    """Per-axis weights are symmetric (TFLite's int8 rule): they are requantized to one scale
-    (``lower_per_axis_weights``, bounded)."""
+    """Per-axis weights are symmetric (TFLite's int8 rule): one NN job per run of channels
+    sharing a multiplier (``per_axis=split``), or requantized to one scale
+    (``per_axis=requantize``: ``lower_per_axis_weights``, bounded)."""
     q = op.inputs[1].quant
     if q.per_axis and (q.zero_points is not None or q.zero_point != 0):
         return "asymmetric per-axis weights"
@@ -140,12 +141,14 @@ def rule_weights_per_axis(op: PipeMlOperation, target: NpuTarget) -> str | None:
 
 
 def rule_requant_scale(op: PipeMlOperation, target: NpuTarget) -> str | None:
-    """The requantization scale ``s_in·s_w/s_out`` fits the 7-bit post shift."""
+    """The requantization scale ``s_in·s_w/s_out`` (of every channel, for per-axis weights)
+    fits the 7-bit post shift."""
     w = op.inputs[1].quant
-    s_w = max(w.scales) if w.scales else w.scale
-    scale = op.inputs[0].scale * s_w / op.outputs[0].scale
-    ok = representable_scale(scale, target.version)
-    return None if ok else f"requantization scale {scale:.3g} out of range"
+    for s_w in w.scales or (w.scale,):
+        scale = op.inputs[0].scale * s_w / op.outputs[0].scale
+        if not representable_scale(scale, target.version):
+            return f"requantization scale {scale:.3g} out of range"
+    return None
 
 
 def rule_fused_clamp(op: PipeMlOperation, target: NpuTarget) -> str | None:

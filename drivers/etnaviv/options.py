@@ -22,9 +22,9 @@ tiles          mesa (default),        output tile policy: Mesa's rules (brief §
 cores          all (default), one     NN and TP cores a job may use
 requant        nearest (default),     NN post multiplier: the scale's mantissa rounded to 15 (v7)
                mesa                   or 23 (v8) bits, or truncated as Mesa does
-per_axis       requantize (default),  per-axis weights: requantized to one scale (bounded,
-               split                  ``lower_per_axis_weights``), or one NN job per channel
-                                      run with its own multiplier
+per_axis       split (default),       per-axis weights: one NN job per run of channels sharing
+               requantize             a multiplier (no added error; more jobs), or requantized
+                                      to one scale (one job; ``lower_per_axis_weights``' bound)
 =============  =====================  =============================================================
 """
 
@@ -52,8 +52,8 @@ class CoreUse(enum.Enum):
 
 
 class PerAxis(enum.Enum):
-    REQUANTIZE = "requantize"  # lower_per_axis_weights: one scale, bounded error, one job
     SPLIT = "split"  # one NN job per run of channels sharing a multiplier: exact requant
+    REQUANTIZE = "requantize"  # lower_per_axis_weights: one scale, bounded error, one job
 
 
 class RequantRounding(enum.Enum):
@@ -75,7 +75,7 @@ class EtnaOptions:
     tiles: TilePolicy = TilePolicy.MESA
     cores: CoreUse = CoreUse.ALL
     requant: RequantRounding = RequantRounding.NEAREST
-    per_axis: PerAxis = PerAxis.REQUANTIZE
+    per_axis: PerAxis = PerAxis.SPLIT
 
     @property
     def nearest(self) -> bool:

@@ -23,12 +23,12 @@ CASES = (
     ("conv-in5x5-k3-ic1-oc32-s2-valid-u8", 1),  # stride 2: TP reshuffle + stride-1 conv
     ("conv-in5x5-k5-ic32-oc32-s2-same-u8", 1),  # 5x5 stride 2 SAME: the reshuffle pads 2
     ("conv-in5x5-k1-ic32-oc32-s2-same-u8", 1),  # 1x1 stride 2: first-pixel pooling
-    ("conv-in3x3-k1-ic1-oc32-s2-same-i8pc", 2),  # int8, per-axis requantized
+    ("conv-in3x3-k1-ic1-oc32-s2-same-i8pc", 1),  # int8 per-axis: one NN job per channel
     ("conv-in3x3-k1-ic120-oc120-s1-same-u8", 1),  # pointwise, v7 core_6 weight order
     ("dwconv-in8x8-k3-c32-s1-same-u8", 1),  # v7 dense expansion / v8 hardware depthwise
-    ("dwconv-in8x8-k3-c32-s2-valid-i8pc", 2),  # depthwise stride 2: first-pixel pooling
-    ("dwconv-in5x5-k5-c32-s2-same-i8pc", 2),
-    ("add-in3x3-k1-ic1-oc32-s2-same-i8pc", 2),  # two convs into an ADD (pair conv)
+    ("dwconv-in8x8-k3-c32-s2-valid-i8pc", 1),  # depthwise stride 2: first-pixel pooling
+    ("dwconv-in5x5-k5-c32-s2-same-i8pc", 1),
+    ("add-in3x3-k1-ic1-oc32-s2-same-i8pc", 1),  # two convs into an ADD (pair conv)
     ("addquant-in40x40x1-seed0-i8", 1),  # ADD of differently scaled operands
     ("addquant-in40x40x1-seed33-u8", 1),
     ("fc-in128-oc128-u8", 1),  # FULLY_CONNECTED as a 1x1 conv over 128 channels
@@ -36,7 +36,7 @@ CASES = (
     ("convx-conv-in7x5-k1x3-ic8-oc16-s1x1-d1-same-relu6-u8", 1),  # fused ReLU6: TP fix-up
     ("convx-conv-in7x5-k1x3-ic8-oc16-s1x1-d1-valid-relun1-u8", 1),  # fused RELU_N1_TO_1
     ("convx-conv-in7x5-k1x3-ic8-oc16-s1x1-d2-valid-none-u8", 1),  # dilation: neutral taps
-    ("convx-dwconv-in7x5-k3x3-ic8-oc16-s2x2-d2-same-relu6-i8pc", 2),  # dilated, strided, ReLU6
+    ("convx-dwconv-in7x5-k3x3-ic8-oc16-s2x2-d2-same-relu6-i8pc", 1),  # dilated, strided, ReLU6
     ("concat-in5x7x3-ax2-n3-sameq-u8", 0),  # along W: strided TP copies
     ("concat-in6x6x8-ax1-n3-sameq-u8", 0),
     ("concat-in5x7x3-ax1-n2-mixedq-u8", 1),  # requantizing TP copies
@@ -73,15 +73,19 @@ def test_case_through_the_simulator(device, case_id, bound):
     assert result.max_lsb <= bound
 
 
-@pytest.mark.parametrize("device", ["etnaviv?per_axis=split", "etnaviv:imx8mp?per_axis=split"])
-@pytest.mark.parametrize(
-    "case_id", ["conv-in3x3-k1-ic1-oc32-s2-same-i8pc", "dwconv-in8x8-k3-c32-s2-valid-i8pc"]
-)
-def test_per_axis_split_stays_within_one_lsb(device, case_id):
-    """One NN job per channel run: each with its own multiplier, so per-axis weights are no
-    worse than per-tensor ones."""
-    result = run_case(_cases()[case_id], _device(device), tolerance=1)
-    assert result.status is Status.PASS, result.detail
+# Per-axis cases the requantizing form misses by 2 LSB (the full sweep's failures).
+PER_AXIS_CASES = ("conv-in3x3-k1-ic120-oc120-s1-same-i8pc", "dwconv-in5x5-k3-c256-s2-valid-i8pc")
+
+
+@pytest.mark.parametrize("soc", ["etnaviv", "etnaviv:imx8mp"])
+@pytest.mark.parametrize("case_id", PER_AXIS_CASES)
+def test_per_axis_split_avoids_the_requantization_error(soc, case_id):
+    """One scale for every channel (``per_axis=requantize``: lower_per_axis_weights) costs up
+    to 2 LSB here; one NN job per channel (the default) stays within the hardware's 1 LSB."""
+    requantized = run_case(_cases()[case_id], _device(f"{soc}?per_axis=requantize"), tolerance=2)
+    assert requantized.status is Status.PASS and requantized.max_lsb == 2, requantized.detail
+    split = run_case(_cases()[case_id], _device(soc), tolerance=1)
+    assert split.status is Status.PASS, split.detail
 
 
 OPTION_VARIANTS = (

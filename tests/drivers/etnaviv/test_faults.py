@@ -89,10 +89,12 @@ def test_dump_writes_mesa_named_files(tmp_path):
     finally:
         ctx.destroy()
     names = sorted(p.name for p in tmp_path.iterdir())
-    assert "mesa-nn-000-001.bin" in names  # job 0 is the input transpose (TP)
-    assert (tmp_path / "mesa-nn-000-001.bin").stat().st_size == 136
+    # The input transpose runs on the A311D's 4 TP cores: configurations 0..3, then the conv.
+    cores = target.npu.tp_cores
+    assert [f"mesa-tp-000-{i:03d}.bin" for i in range(cores)] == [n for n in names if "-tp-" in n]
     assert (tmp_path / "mesa-tp-000-000.bin").stat().st_size == 124
-    assert any(n.startswith("mesa-compressed-000-001") for n in names)
+    assert (tmp_path / f"mesa-nn-000-{cores:03d}.bin").stat().st_size == 136
+    assert f"mesa-compressed-000-{cores:03d}.bin" in names
     assert {"mesa-cmd-000-000.bin", "mesa-cmd-000-001.bin"} <= set(names)
     assert any(n.startswith("mesa-input-") for n in names)
     assert any(n.startswith("mesa-output-") for n in names)

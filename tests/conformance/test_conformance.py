@@ -37,6 +37,10 @@ DEVICES = (
     # docs/rocket.md: bit-exact but for products closer to a rounding point than the DPU's
     # 30-bit multiplier resolves (a few elements in a few cases, 1 LSB).
     DeviceUnderTest("rocket", max_lsb=1),
+    # docs/etnaviv.md "Exactness": the NN unit rounds its requantization once, TFLite's
+    # reference twice (and v7 keeps a 15-bit multiplier): 1 LSB on some elements.
+    DeviceUnderTest("etnaviv", max_lsb=1),
+    DeviceUnderTest("etnaviv:imx8mp", max_lsb=1),
 )
 
 

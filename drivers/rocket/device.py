@@ -149,11 +149,15 @@ def rule_cbuf(op: PipeMlOperation) -> str | None:
 
 
 def rule_clamp(op: PipeMlOperation) -> str | None:
-    """A fused activation's minimum is the type's minimum or the zero point (ReLU, ReLU6); a
-    maximum below the type's needs ReLU's minimum as well (the DPU's ReLUX acts after ReLU)."""
+    """A fused activation is any clamp when the weights are per tensor (BS clamps the
+    accumulator); with per-axis weights, and for ADD, its minimum is the type's minimum or the
+    zero point (ReLU, ReLU6) and a maximum below the type's needs that minimum too (the DPU's
+    ReLUX acts after ReLU)."""
     clamp: Clamp | None = getattr(op.params, "clamp", None)
     out = op.outputs[0]
     if clamp is None:
+        return None
+    if op.type is not OpType.ADD and not op.inputs[1].quant.per_axis:
         return None
     qmin, zp = out.type.qmin, out.quant.zero_point
     if qmin < clamp.lo != zp:

@@ -238,7 +238,11 @@ class PlanError(ValueError):
 
 
 def _words(columns: list[np.ndarray]) -> np.ndarray:
-    return np.stack([c.astype(np.int64) for c in columns], axis=1).astype(np.int32)
+    """Per-channel int32 operand words (BRDMA/NRDMA read 32-bit words)."""
+    table = np.stack([np.asarray(c).astype(np.int64) for c in columns], axis=1)
+    if table.size and np.abs(table).max() > INT32_MAX:
+        raise PlanError("a per-channel DPU operand does not fit 32 bits")
+    return table.astype(np.int32)
 
 
 def _common(values: np.ndarray) -> int | None:
@@ -377,14 +381,15 @@ def plan_conv(
     """Plan A (module doc). ``zero_point`` is the output's in the stored domain; ``lo``/``hi``
     the clamp relative to it (``q - z``), None where the type's saturation is the clamp.
     ``v_bound`` bounds |acc + bias| per channel."""
-    if lo is not None and lo != 0:
-        raise PlanError(f"activation minimum {lo} LSB from the zero point (only ReLU's 0)")
-    if hi is not None and lo is None:
-        raise PlanError("an activation maximum without ReLU (ReLUX acts only after ReLU)")
     right = scales.right
     live = scales.real > 0
     shifts = np.unique(right[live])
     mixed = scales.rounding is Rounding.DOUBLE and len(shifts) > 1
+    # A minimum other than ReLU's, or a maximum without it, is clamped in BS on the
+    # accumulator (module doc, "clamps in BS"): one multiplier for every channel.
+    bs_clamp = (lo is not None and lo != 0) or (hi is not None and lo is None)
+    if bs_clamp and (mixed or len(np.unique(scales.real)) > 1):
+        raise PlanError("an activation minimum off the zero point with per-channel scales")
     if mixed:  # finer than every live channel's h, within int32 (plan A with offsets)
         top = int(shifts[shifts <= shifts[0] + SIGN_SPREAD].max())
         r = min(top + EXTRA_BITS, MAX_OUTPUT_SHIFT)
@@ -402,8 +407,12 @@ def plan_conv(
     # far outside the live shifts (almost dead weights) get a smaller m1 instead.
     window = right <= (int(shifts[0]) + SIGN_SPREAD if len(shifts) else 0)
     typical = float(bound[live & window].max()) if (live & window).any() else 1.0
+    if bs_clamp:  # BS sees v less the low threshold: up to twice the range
+        typical *= 2
     s1 = max(0, math.ceil(math.log2(max(typical, 1.0) * INT16_MAX / INT32_MAX)))
     m1_max = np.clip((INT32_MAX << s1) // np.maximum(bound, 1), 1, INT16_MAX).astype(np.int64)
+    if bs_clamp:  # one m1 for all channels: ReLUX's threshold is a register
+        m1_max[:] = m1_max.min()
     total = MAX_MUL_SHIFT
     if live.any():
         total = math.floor(math.log2(float(np.min(INT16_MAX * m1_max[live] / real[live]))))
@@ -411,9 +420,14 @@ def plan_conv(
     if total < s1:
         raise PlanError(f"requantization multiplier {real.max():.4g} too large for the DPU")
     options = _pair_options(real, m1_max, total)
-    lo_out = zero_point if lo is not None else INT8_MIN
+    lo_out = INT8_MIN if lo is None else max(INT8_MIN, zero_point + lo)
     hi_out = INT8_MAX if hi is None else min(INT8_MAX, zero_point + hi)
-    sign_pass = mixed or (r > 0 and lo_out == INT8_MIN and zero_point > INT8_MIN)
+    sign_pass = mixed or (r > 0 and lo_out < zero_point)
+    low_v, high_v = 0, None
+    if bs_clamp:
+        low_v, high_v = _clamp_thresholds(
+            scales, s1, lo_out - zero_point, hi, lo is None, int(bound.max())
+        )
     offsets = np.zeros(len(d), dtype=np.int64)
     scale_q = 0
     if mixed:  # the sign pass writes ±2^(d_c - 1 - q); EW scales it by 2^q
@@ -421,9 +435,19 @@ def plan_conv(
         offsets = np.where(d - 1 - scale_q >= 0, np.exp2(np.maximum(d - 1 - scale_q, 0)), 0)
         offsets = np.minimum(offsets, 1 << SIGN_OFFSET_BITS).astype(np.int64)
 
+    def bs_out(v: np.ndarray, a: int) -> np.ndarray:
+        """BS: bias (in v) less the clamp's low threshold, times m1, shifted; ReLU, ReLUX; and
+        BN's ALU restoring the threshold (exact: low_v·m1 is a multiple of 2^s1)."""
+        if not bs_clamp:
+            return _rs_away(v * a, s1)
+        u = np.maximum(_rs_away((v - low_v) * a, s1), 0)
+        if high_v is not None:
+            u = np.minimum(u, ((high_v - low_v) * a) >> s1)
+        return u + ((low_v * a) >> s1)
+
     def hardware(v: np.ndarray, c: int, a: int, b: int, offset: int = 0) -> np.ndarray:
         # BS, then BN (its ALU adds the offset first), at the total shift of the option
-        h = _rs_away((_rs_away(v * a, s1) + offset) * b, shift - s1)
+        h = _rs_away((bs_out(v, a) + offset) * b, shift - s1)
         if mixed:
             h = h + (np.where(v >= 1, offsets[c], -offsets[c]) << scale_q)
             if lo is not None:
@@ -431,9 +455,9 @@ def plan_conv(
             if hi is not None:
                 h = np.minimum(h, hi << r)
             return _rs_up(h, r)
-        if lo is not None:
+        if lo is not None and not bs_clamp:
             h = np.maximum(h, 0)
-        if hi is not None:
+        if hi is not None and not bs_clamp:
             h = np.minimum(h, hi << r)
         return _rs_up(h - (h < 0), r) if sign_pass else _rs_up(h, r)
 
@@ -458,7 +482,7 @@ def plan_conv(
         rounding: H = rs_away(z, S2) with z = (u + offset)·b equals h for z in
         [(2h - 1)·2^(S2-1), (2h + 1)·2^(S2-1)), ends mirrored for h <= 0 (half away)."""
         s2 = shift - s1
-        u = _rs_away(v * a, s1)
+        u = bs_out(v, a)
         h = scales.stage1(v, c) << (r - int(right[c]))  # channel c's h at the common r
         half = 1 << (s2 - 1) if s2 > 0 else 0
         z_lo = (2 * h - 1) * half + (h <= 0)
@@ -489,8 +513,17 @@ def plan_conv(
         if left == 0 or len(np.unique(real)) > 1:
             break
     _, shift, m1, m2, off = best
+    if bs_clamp:  # BN's ALU also restores the low threshold BS subtracted
+        off = off + ((low_v * m1) >> s1)
+        bias = bias - low_v
     c1, c2, co = _common(m1), _common(m2), _common(off)
     bs = DpuStage(alu_memory=True, mul=c1, mul_memory=c1 is None, mul_shift=s1)
+    if bs_clamp:
+        bs = replace(
+            bs,
+            relu=True,
+            relux=None if high_v is None else ((high_v - low_v) * c1) >> s1,
+        )
     bn = DpuStage(
         alu=co or None,
         alu_memory=co is None,
@@ -501,9 +534,9 @@ def plan_conv(
     bs_words = _words([bias] + ([m1] if c1 is None else []))
     bn_columns = ([off] if co is None else []) + ([m2] if c2 is None else [])
     bn_words = _words(bn_columns) if bn_columns else None
-    relux = None if hi is None else hi << r
+    relux = None if hi is None or bs_clamp else hi << r
     if not sign_pass:
-        bn = replace(bn, relu=lo is not None, relux=relux)
+        bn = replace(bn, relu=lo is not None and not bs_clamp, relux=relux)
         out = OutputConvert(offset=zero_point, scale=1, shift=r, round_half_up=True)
         return Plan(bs, bn, out, bs_words, bn_words)
     if not mixed:
@@ -523,6 +556,40 @@ def plan_conv(
     ew = EwPlan(1 << scale_q, 0, 0, add_first=False, relu=lo is not None, relux=relux)
     out = OutputConvert(offset=zero_point, scale=1, shift=r, round_half_up=True)
     return Plan(bs, bn, out, bs_words, bn_words, ew, sign)
+
+
+def _clamp_thresholds(
+    scales: Scales, s1: int, lo: int, hi: int | None, saturating: bool, span: int
+) -> tuple[int, int | None]:
+    """The accumulators at which BS clamps (multiples of 2^s1, so that subtracting one before
+    the multiplier and adding it back after is exact): the low one inside the range of
+    accumulators TFLite maps to ``lo``, the high one inside ``hi``'s; no high one without a
+    maximum. ``saturating``: ``lo`` is the type's minimum, where every lower accumulator gives
+    the same output anyway. Thresholds beyond the accumulators' range (``span``) move to its
+    edge, which keeps ``v`` minus the low one within int32 after BS's shift."""
+    grid = 1 << s1
+
+    def first(y: int) -> int:  # the smallest accumulator whose output is at least y
+        guess = int(np.floor(scales.steps(0, y, y)[0]))
+        v = np.arange(guess - STEP_WINDOW - 1, guess + STEP_WINDOW + 2, dtype=np.int64)
+        return int(v[np.argmax(scales.reference(v, 0) >= y)])
+
+    edge = (span // grid + 1) * grid
+    start, end = first(lo), first(lo + 1) - 1
+    low = (end // grid) * grid  # the highest: BS then sees the smallest values
+    if low < -edge:
+        low = -edge  # no accumulator in range reaches the minimum
+    elif low < start and not saturating:
+        raise PlanError(f"no accumulator on BS's grid of {grid} gives the minimum {lo}")
+    if hi is None:
+        return low, None
+    start, end = first(hi), first(hi + 1) - 1
+    high = (end // grid) * grid
+    if high > edge:
+        high = edge
+    elif high < start:
+        raise PlanError(f"no accumulator on BS's grid of {grid} gives the maximum {hi}")
+    return low, high
 
 
 def _rs_up(v: np.ndarray, n: int) -> np.ndarray:

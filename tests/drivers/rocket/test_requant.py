@@ -125,6 +125,36 @@ def test_per_tensor_plan_is_tflite_exactly(s_in, s_w, s_out, z_out, act, uint8):
         assert np.count_nonzero(got != want) <= NEAR_TIES
 
 
+@settings(max_examples=30, deadline=None)
+@given(
+    s_w=st.floats(0.0005, 0.05),
+    s_out=st.floats(0.005, 0.3),
+    z_out=st.integers(-100, 100),
+    lo=st.integers(-60, 20),
+    width=st.integers(2, 120),
+)
+def test_any_clamp_is_exact_with_per_tensor_weights(s_w, s_out, z_out, lo, width):
+    """A minimum off the zero point (RELU_N1_TO_1) and a maximum without ReLU: BS clamps the
+    accumulator at thresholds on its shift's grid."""
+    if lo == 0:
+        lo = None  # the type's minimum; a maximum alone
+    hi = min((lo or 0) + width, 127 - z_out)
+    if hi <= (lo or 0) or z_out + (lo or 0) < -128:
+        return
+    scales = requant.conv_scales(0.02, np.array([s_w] * 2), s_out, float_product=True)
+    plan = requant.plan_conv(
+        scales, np.zeros(2, np.int64), np.array([2**20, 2**20]), zero_point=z_out, lo=lo, hi=hi
+    )
+    assert plan.bs.relu and plan.bs.relux is not None and not plan.bn.relu
+    lo_q = -128 if lo is None else z_out + lo
+    for c in range(2):
+        v = np.arange(-(2**15), 2**15, dtype=np.int64) * 9 + c
+        want = np.clip(tflite(scales, v, c) + z_out, lo_q, z_out + hi)
+        got = run_plan(plan, v, c)
+        assert np.abs(got - want).max() <= 1
+        assert np.count_nonzero(got != want) <= NEAR_TIES
+
+
 def test_a_plan_without_visible_negatives_has_no_sign_pass():
     scales = requant.conv_scales(0.01, np.array([0.01]), 0.02, float_product=True)
     relu = requant.plan_conv(scales, np.zeros(1), np.array([2**20]), zero_point=-100, lo=0, hi=None)

@@ -438,6 +438,9 @@ class RocketContext(MlContext):
                     tasks=rec.tasks,
                     cores=(rec.core,),
                     extra={"start_ns": rec.start_ns, "end_ns": rec.end_ns},
+                    kind=program.kinds[plan.op],
+                    reads=plan.reads,
+                    writes=plan.writes,
                 )
             )
         self._counters = counters

@@ -149,6 +149,7 @@ class ConvOperation:
     dpu: Dpu
     tasks: tuple[Task, ...]
     resident: bool  # weights stay in the CBUF: all tasks in one job on one core
+    kind: str = "conv"  # the job kind reported to the cost model (util.performance.JobKind)
 
     @property
     def reads(self) -> tuple[int, ...]:

@@ -354,6 +354,7 @@ def _lower_conv(st: _State, ops: list[ConvOperation], node: Node) -> None:
         dpu=Dpu(bs, bn, None, plan.out, ow_op=o - zw),
         tasks=split.tasks,
         resident=split.resident,
+        kind="add" if fused else "fc" if fc else "depthwise" if p.depthwise else "conv",
     )
     if plan.sign is not None:  # the sign pass first, into a scratch map (requant plan A)
         scratch = Tensor(out.shape, ElementType.INT8, Quant(1.0, 0), layout=NC1HWC2,

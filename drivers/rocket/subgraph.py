@@ -67,6 +67,7 @@ class Program:
     pipe_outputs: tuple[PipeTensor, ...]
     macs: tuple[int, ...]  # per operation, what its registers program
     sections: tuple[tuple[tuple[int, int], ...], ...]  # per operation: weights, bias (for dumps)
+    kinds: tuple[str, ...]  # per operation: the job kind the cost model reads
 
 
 def assemble(
@@ -126,6 +127,7 @@ def assemble(
         pipe_outputs=pipe_outputs,
         macs=tuple(_macs(op) for op in lowered.ops),
         sections=tuple(_sections(op) for op in lowered.ops),
+        kinds=tuple(op.kind for op in lowered.ops),
     )
 
 
@@ -215,6 +217,7 @@ def serialize(program: Program) -> bytes:
         "origins": list(program.origins),
         "macs": list(program.macs),
         "sections": [[list(x) for x in s] for s in program.sections],
+        "kinds": list(program.kinds),
         "inputs": [_host_json(h) for h in program.inputs],
         "outputs": [_host_json(h) for h in program.outputs],
         "pipe_inputs": [_pipe_json(t) for t in program.pipe_inputs],
@@ -245,6 +248,7 @@ def deserialize(data: bytes) -> Program:
         pipe_outputs=tuple(_pipe_from(t) for t in meta["pipe_outputs"]),
         macs=tuple(meta["macs"]),
         sections=tuple(tuple(tuple(x) for x in s) for s in meta["sections"]),
+        kinds=tuple(meta["kinds"]),
     )
 
 

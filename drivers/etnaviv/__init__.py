@@ -44,34 +44,22 @@ def _kernel_nodes():
 
 
 def _match_kernel_node(path: str) -> str | None:
-    """The SoC row whose NPU the node's core 0 is, or None (a GPU, or an unknown NPU)."""
-    from ...util import uapi
-    from ...util.drm import DrmError, KernelDrmFile
+    """The SoC row whose NPU is one of the node's cores, or None (only GPUs, or an unknown NPU)."""
+    from ...util.drm import KernelDrmFile
     from ...util.soc import SOCS
-    from .winsys import Winsys
+    from .winsys import npu_pipe
 
     try:
         drm = KernelDrmFile(path)
     except OSError:
         return None
     try:
-        ws = Winsys(drm)
-        ids = tuple(
-            ws.get_param(p)
-            for p in (
-                uapi.ETNAVIV_PARAM_GPU_MODEL,
-                uapi.ETNAVIV_PARAM_GPU_REVISION,
-                uapi.ETNAVIV_PARAM_GPU_CUSTOMER_ID,
-            )
-        )
-    except DrmError:
-        return None
+        for name in _etnaviv_socs():
+            npu = SOCS[name].npu
+            if npu_pipe(drm, (npu.gpu_model, npu.gpu_revision, npu.customer_id)) is not None:
+                return name
     finally:
         drm.close()
-    for name in _etnaviv_socs():
-        npu = SOCS[name].npu
-        if (npu.gpu_model, npu.gpu_revision, npu.customer_id) == ids:
-            return name
     return None
 
 

@@ -22,13 +22,14 @@ from ...gallium.device import DeviceError, JobCounters, MlContext
 from ...util import uapi
 from ...util.blob import BlobError
 from ...util.drm import DrmError, DrmFile
+from ...util.soc import soc
 from . import etnaviv_regs as E
 from .cmdstream import init_stream, relocated
 from .debug import DEBUG, DebugFlags, write_dump
 from .ml import EtnaSubgraph
 from .ml_compile import Compiled
 from .ml_nn import Bo
-from .winsys import EtnaBo, Winsys, describe_error
+from .winsys import EtnaBo, Winsys, describe_error, npu_pipe
 
 _DOMAINS = {"nn": E.NN_CONFIG, "tp": E.TP_CONFIG}
 _READ = uapi.ETNA_SUBMIT_BO_READ
@@ -72,7 +73,7 @@ class EtnaContext(MlContext):
         self.drm = drm
         self.soc = soc
         self.debug = debug
-        self.winsys = Winsys(drm)
+        self.winsys = Winsys(drm, self._find_pipe(drm, soc))
         self._placed: dict[int, _Placed] = {}
         self._keep: dict[int, EtnaSubgraph] = {}  # ids stay valid while placed
         self._initialized = False
@@ -162,6 +163,15 @@ class EtnaContext(MlContext):
         self.drm.close()
 
     # -- internals ------------------------------------------------------------------------------
+
+    @staticmethod
+    def _find_pipe(drm: DrmFile, soc_name: str) -> int:
+        npu = soc(soc_name).npu
+        pipe = npu_pipe(drm, (npu.gpu_model, npu.gpu_revision, npu.customer_id))
+        if pipe is None:
+            drm.close()
+            raise DeviceError(f"etnaviv: the device has no {soc_name} NPU core")
+        return pipe
 
     def _check(self, subgraph) -> EtnaSubgraph:
         if not isinstance(subgraph, EtnaSubgraph):

@@ -113,6 +113,24 @@ class Winsys:
         self.drm.ioctl(uapi.ETNAVIV_WAIT_FENCE, arg)
 
 
+def npu_pipe(drm: DrmFile, ids: tuple[int, int, int]) -> int | None:
+    """The pipe (core) of a render node whose (GPU model, revision, customer id) are ``ids``:
+    etnaviv exposes each core of a SoC (3D GPU, 2D engine, NPU) as a pipe of one node."""
+    params = (
+        uapi.ETNAVIV_PARAM_GPU_MODEL,
+        uapi.ETNAVIV_PARAM_GPU_REVISION,
+        uapi.ETNAVIV_PARAM_GPU_CUSTOMER_ID,
+    )
+    for pipe in range(uapi.ETNA_MAX_PIPES):
+        ws = Winsys(drm, pipe)
+        try:
+            if tuple(ws.get_param(p) for p in params) == ids:
+                return pipe
+        except DrmError:
+            continue  # no core at this pipe
+    return None
+
+
 def _deadline(timeout_ns: int) -> dict[str, int]:
     """An absolute CLOCK_MONOTONIC deadline, as etnaviv's timeouts are (``get_abs_timeout``)."""
     at = time.clock_gettime_ns(time.CLOCK_MONOTONIC) + timeout_ns

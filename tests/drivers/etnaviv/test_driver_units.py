@@ -213,3 +213,13 @@ def test_stream_states_per_job_and_relocations():
 def test_init_stream_selects_opencl():
     states = dict(_states(init_stream().words))
     assert E.VIVS.GL_API_MODE.unpack(states["VIVS.GL_API_MODE"]).GL_API_MODE is E.GlApiMode.OPENCL
+
+
+def test_debug_flags_parse():
+    from mesa_npu.drivers.etnaviv.debug import DebugFlags, Inject, dump_name
+
+    flags = DebugFlags.parse("dump, dump_dir=/tmp/x,inject=hang,msgs")
+    assert flags == DebugFlags(dump=True, dump_dir="/tmp/x", msgs=True, inject=Inject.HANG)
+    with pytest.warns(UserWarning, match="unknown flag 'inject=melt'"):
+        assert DebugFlags.parse("inject=melt") == DebugFlags()
+    assert dump_name("nn", 3, 12) == "mesa-nn-003-012.bin"

@@ -365,7 +365,8 @@ def _verified(
                 picked1[members], picked2[members], picked_offset[members] = a, b, offset
             if wrong == 0 or since >= VERIFY_PATIENCE:
                 break
-        left += fewest or 0
+        # A group none of whose candidates could be checked counts as wrong everywhere.
+        left += high - low + 1 if fewest is None else fewest
     return picked1, picked2, picked_offset, left
 
 

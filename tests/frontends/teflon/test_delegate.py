@@ -8,7 +8,10 @@ the reference device.
 from __future__ import annotations
 
 import gc
+import json
 import os
+import subprocess
+import sys
 import threading
 from pathlib import Path
 
@@ -327,6 +330,77 @@ def test_broken_blob_fails_the_invoke_with_the_reason(tmp_path: Path) -> None:
     assert "Traceback (most recent call last)" in str(e.value)
     # The process is fine, and a delegate without the broken cache is exact.
     assert_exact(run(delegated(good, delegate()), inputs), reference_outputs(good, inputs))
+
+
+# A host process that loads the delegate on a driver whose debug flag breaks the first job
+# (the flags are read once, at import, so each case runs in its own process). It invokes twice,
+# then runs the same model on the reference device in the same process, and prints what it saw.
+FAULT_HOST = """
+import json, sys
+import numpy as np
+from ai_edge_litert.interpreter import Interpreter, OpResolverType, load_delegate
+from mesa_npu.frontends.teflon import library_path, litert
+from mesa_npu.frontends.teflon.demo_model import build_demo_model
+
+raw = build_demo_model()
+def interpreter(device):
+    d = load_delegate(library_path(), {"device": device})
+    it = Interpreter(model_content=raw, experimental_delegates=[d],
+                     experimental_op_resolver_type=OpResolverType.BUILTIN_REF)
+    it.allocate_tensors()
+    return it, d
+def run(it, inputs):
+    litert.set_inputs(it, inputs)
+    it.invoke()
+    return [it.get_tensor(o["index"]).tolist() for o in it.get_output_details()]
+
+faulty, d = interpreter(sys.argv[1])
+inputs = litert.random_inputs(faulty, 0)
+errors = []
+for _ in range(2):
+    try:
+        run(faulty, inputs)
+        errors.append(None)
+    except RuntimeError as e:
+        errors.append(str(e))
+clean, d2 = interpreter("reference")
+ref = litert.interpreter(raw, "ref")
+print(json.dumps({"errors": errors, "exact": run(clean, inputs) == run(ref, inputs)}))
+"""
+
+
+@pytest.mark.parametrize(
+    ("device", "flag", "symptom"),
+    [
+        ("rocket:rk3588", "ROCKET_DEBUG=inject=oob", "IOMMU fault"),
+        ("rocket:rk3588", "ROCKET_DEBUG=inject=hang", "timed out"),
+        ("etnaviv:a311d", "ETNA_DEBUG=inject=oob", "address outside the submit's buffers"),
+        ("etnaviv:a311d", "ETNA_DEBUG=inject=weights", "corrupt weight stream"),
+        ("etnaviv:imx8mp", "ETNA_DEBUG=inject=hang", "hung job"),
+    ],
+)
+def test_device_fault_during_invoke_fails_the_invoke_and_the_host_lives(
+    device: str, flag: str, symptom: str
+) -> None:
+    """The simulated kernel rejects the job (bad address, corrupt weights, a job that never
+    completes); LiteRT's invoke fails with Teflon's line naming the partition, the device and
+    the kernel's reason, every time, and the host process goes on to run other work exactly."""
+    name, _, value = flag.partition("=")
+    env = {k: v for k, v in os.environ.items() if k not in {"ROCKET_DEBUG", "ETNA_DEBUG"}}
+    proc = subprocess.run(
+        [sys.executable, "-c", FAULT_HOST, device],
+        env={**env, name: value},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    report = json.loads(proc.stdout.splitlines()[-1])
+    for error in report["errors"]:
+        assert error is not None, "the faulty job did not fail the invoke"
+        assert f"teflon: partition 0 (nodes 0..4, 5 ops) failed on {device}: DeviceError" in error
+        assert symptom in error
+    assert report["exact"]
 
 
 # -- threads, interpreters, lifetimes ---------------------------------------------------------

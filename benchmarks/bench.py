@@ -13,8 +13,7 @@ exists (``--models`` picks by file name or path; ``demo`` and conformance case I
 
 The report is a list of named sections (:data:`SECTIONS`); each is a function
 ``(Options) -> Section`` that measures one thing and returns rows for the table and the JSON,
-so other parts add theirs (pass runtimes, register generation, weight compression, cost-model
-validation) by appending one entry:
+so a new measurement is one more entry:
 
 * ``invoke``: per model and device the compile seconds (``subgraph_create`` + ``serialize`` of
   every partition), the device invoke seconds (median of ``--repeat`` invokes of all partitions,
@@ -34,6 +33,13 @@ validation) by appending one entry:
   the chained MobileNet v1 (1.0, 224) next to the published Mesa figures (A311D, i.MX 8M Plus,
   RK3588) with the ratio, and the A311D driver switches flipped one at a time next to the
   published compression and SRAM-caching steps. Not in ``--quick``.
+* ``passes``: each lowering pipeline (rocket, etnaviv v7 and v8, all-exact) on MobileNet v2,
+  its time next to the compile time of the device that runs it (``passes.py`` prints the
+  per-pass table and the memory plan).
+* ``regs``: register code generation (``util/gen_regs.py``) per XML file and output kind.
+* ``compression``: per model, the etnaviv coefficient buffers against the raw weight bytes
+  (v7 and v8, Mesa's codec choices and the per-layer search) and Vela's codec on the same
+  weights when ``ethos-u-vela`` is installed.
 
 Timings are wall-clock on this machine; the script prints them and never asserts them (a smoke
 test checks only that the fields exist).
@@ -188,6 +194,8 @@ def device_row(source: ModelSource, model: TfliteModel, device_name: str, values
         "claimed": f"{sum(s.supported for s in support)}/{len(support)}",
         "partitions": len(parts),
     }
+    if not parts:  # nothing claimed: no compile, no invoke, no ratio
+        return row
     start = time.perf_counter()
     blobs = [device.subgraph_create(p.ops).serialize() for p in parts]
     row["compile_s"] = time.perf_counter() - start
@@ -200,7 +208,7 @@ def device_row(source: ModelSource, model: TfliteModel, device_name: str, values
                 ctx.subgraph_invoke(sg, {i: values[i] for i in part.inputs})
                 ctx.subgraph_read_outputs(sg)
 
-        row["invoke_s"] = median_seconds(invoke_all, repeat) if parts else 0.0
+        row["invoke_s"] = median_seconds(invoke_all, repeat)
     finally:
         ctx.destroy()
         device.destroy()
@@ -416,11 +424,13 @@ def rocket_row(source: ModelSource, model: TfliteModel, device_name: str, values
     simulated hardware's view from ``last_counters()``: jobs, tasks, MACs, bytes, cores, time."""
     device = open_device(device_name)
     parts = partition(model, query_support(model, device))
+    row: dict = {"model": source.name, "device": device_name}
+    if not parts:
+        return row | {"error": "no operation claimed"}
     start = time.perf_counter()
     blobs = [device.subgraph_create(p.ops).serialize() for p in parts]
-    compile_s = time.perf_counter() - start
+    row["compile_s"] = time.perf_counter() - start
     ctx = device.create_context()
-    row: dict = {"model": source.name, "device": device_name, "compile_s": compile_s}
     try:
         subs = [ctx.subgraph_deserialize(b) for b in blobs]
         feeds = [{i: values[i] for i in p.inputs} for p in parts]
@@ -472,7 +482,8 @@ def rocket_section(opts: Options) -> Section:
             try:
                 row = rocket_row(source, model, name, values, opts.repeat)
                 row["builtin_ref_s"] = ref_s
-                row["ratio_ref"] = row["invoke_s"] / ref_s
+                if "invoke_s" in row:
+                    row["ratio_ref"] = row["invoke_s"] / ref_s
             except Exception as e:  # report and go on
                 error = f"{type(e).__name__}: {' '.join(str(e).split())}"[:200]
                 row = {"model": source.name, "device": name, "error": error}
@@ -487,6 +498,150 @@ def rocket_section(opts: Options) -> Section:
                    tuple(rows), "; ".join([note, *notes]))  # fmt: skip
 
 
+# -- the passes, register generation and weight compression sections ---------------------------
+
+PASSES_MODEL = "mobilenet_v2_1.0_224_quant.tflite"
+# The device whose compile a driver's pipeline is a part of (passes.py times the pipeline alone).
+PIPELINE_DEVICES = {
+    "rocket": "rocket:rk3588",
+    "etnaviv": "etnaviv:a311d",
+    "etnaviv-v8": "etnaviv:imx8mp",
+    "all-exact": "reference:all-exact",
+}
+
+
+def _model_file(source: ModelSource, folder: str) -> str:
+    """A path for tools that read files: the shared model itself, or a temporary copy."""
+    shared = SHARED_MODELS / source.name
+    if shared.exists():
+        return str(shared)
+    path = Path(folder) / f"{source.name}.tflite"
+    path.write_bytes(source.data)
+    return str(path)
+
+
+def _compile_seconds(data: bytes, device_name: str) -> float:
+    device = open_device(device_name)
+    model = parse_model(data, "model")
+    parts = partition(model, query_support(model, device))
+    start = time.perf_counter()
+    for part in parts:
+        device.subgraph_create(part.ops).serialize()
+    return time.perf_counter() - start
+
+
+def passes_section(opts: Options) -> Section:
+    """Each pipeline's passes on MobileNet v2 (the demo model without the shared models), next
+    to the compile of the device that runs the pipeline (``passes.py`` has the per-pass
+    table and the memory plan)."""
+    from passes import measure
+
+    names = {s.name for s in opts.models}
+    source = next((s for s in opts.models if s.name == PASSES_MODEL), None)
+    if source is None:
+        source = pick_models([PASSES_MODEL])[0] if SHARED_MODELS.is_dir() else opts.models[0]
+    present = {d.name for d in list_devices()}
+    rows = []
+    with tempfile.TemporaryDirectory() as folder:
+        path = _model_file(source, folder)
+        for pipeline, device in PIPELINE_DEVICES.items():
+            if device not in present:
+                continue
+            r = measure(path, pipeline, max(opts.repeat, 3))
+            slowest = max(r["passes_ms"].items(), key=lambda kv: kv[1])
+            compile_ms = _compile_seconds(source.data, device) * 1e3
+            rows.append(
+                {
+                    "model": source.name,
+                    "pipeline": pipeline,
+                    "passes": len(r["passes_ms"]),
+                    "pipeline_ms": r["pipeline_ms"],
+                    "slowest_pass": f"{slowest[0]} {slowest[1]:.1f} ms",
+                    "device": device,
+                    "compile_ms": compile_ms,
+                    "share": r["pipeline_ms"] / compile_ms,
+                    "passes_ms": r["passes_ms"],
+                }
+            )
+    columns = ("model", "pipeline", "passes", "pipeline_ms", "slowest_pass", "device",
+               "compile_ms", "share")  # fmt: skip
+    note = "share = pipeline_ms / compile_ms (the device's subgraph_create + serialize)"
+    if source.name not in names:
+        note += f"; {source.name} measured although not among --models"
+    return Section("passes", "lowering pipelines: pass time vs compile time", columns,
+                   tuple(rows), note)  # fmt: skip
+
+
+REGISTER_XML = ("drivers/rocket/registers.xml", "drivers/etnaviv/registers.xml",
+                "drivers/etnaviv/ml_config.xml")  # fmt: skip
+
+
+def regs_section(opts: Options) -> Section:
+    """Register code generation (``util/gen_regs.py``: parse, check, render) per XML file."""
+    from mesa_npu.util.gen_regs import generate
+
+    root = Path(__file__).resolve().parents[1]
+    rows = []
+    for xml in REGISTER_XML:
+        for kind in ("python", "c-header"):
+            text = ""
+
+            def run(xml=xml, kind=kind) -> None:
+                nonlocal text
+                text = generate(root / xml, kind)
+
+            seconds = median_seconds(run, max(opts.repeat, 3))
+            rows.append({"xml": xml, "output": kind, "ms": seconds * 1e3,
+                         "lines": text.count("\n"), "bytes": len(text)})  # fmt: skip
+    return Section("regs", "register code generation from XML (median ms)",
+                   ("xml", "output", "ms", "lines", "bytes"), tuple(rows))  # fmt: skip
+
+
+def compression_section(opts: Options) -> Section:
+    """Every weight tensor of each model through both etnaviv codecs (Mesa's choices and our
+    search), next to the raw bytes and, when installed, Vela's codec on the same weights."""
+    from mesa_npu.drivers.etnaviv.compression_report import compression_report
+
+    try:
+        import ethosu.mlw_codec  # noqa: F401
+
+        with_vela = True
+    except ImportError:
+        with_vela = False
+    rows = []
+    with tempfile.TemporaryDirectory() as folder:
+        for source in opts.models:
+            try:
+                report = compression_report(_model_file(source, folder), with_vela=with_vela)
+            except Exception as e:  # a model the report cannot read: say so, go on
+                rows.append({"model": source.name, "error": f"{type(e).__name__}: {e}"[:200]})
+                continue
+            raw = report.total("raw_bytes")
+            if not raw:
+                continue
+            row: dict = {"model": source.name, "tensors": len(report.rows), "raw_kib": raw / 1024}
+            for field in ("v7_mesa", "v7", "v8_mesa", "v8", "vela"):
+                total = report.total(f"{field}_bytes")
+                row[f"{field}_x"] = raw / total if total else None
+            row["v8_weights_x"] = raw / report.total("v8_weight_bytes")
+            row["encode_s"] = report.v7_seconds + report.v8_seconds
+            if report.vela is not None:
+                row["vela_model_x"] = report.vela.ratio
+            rows.append(row)
+    columns = ("model", "tensors", "raw_kib", "v7_mesa_x", "v7_x", "v8_mesa_x", "v8_x",
+               "v8_weights_x", "vela_x", "vela_model_x", "encode_s", "error")  # fmt: skip
+    note = (
+        "x = raw weight bytes / coefficient buffer bytes (headers and biases included); v7 = "
+        "A311D, v8 = i.MX 8M Plus; _mesa = Mesa's codec choices, else the per-layer search; "
+        "v8_weights_x leaves headers and biases out, as Vela's figures do; vela_x = Vela's "
+        "weight codec per tensor, vela_model_x = Vela's own model total"
+    )
+    if not with_vela:
+        note += "; ethos-u-vela not installed: no Vela columns"
+    return Section("compression", "etnaviv weight compression per model", columns,
+                   tuple(rows), note)  # fmt: skip
+
+
 # Add a section by appending a SectionSpec (keep names stable: they are JSON keys).
 SECTIONS = (
     SectionSpec("invoke", invoke_section, True, "compile/invoke times and LiteRT ratios"),
@@ -495,6 +650,9 @@ SECTIONS = (
     SectionSpec("rocket", rocket_section, False, "rocket: compile, invoke, MACs, bytes, cores"),
     SectionSpec("costmodel", costmodel_section, False, "cost model vs published figures"),
     SectionSpec("ablation", ablation_section, False, "A311D ablations vs published steps"),
+    SectionSpec("passes", passes_section, False, "lowering pass time vs compile time"),
+    SectionSpec("regs", regs_section, True, "register code generation time"),
+    SectionSpec("compression", compression_section, False, "etnaviv weight compression"),
 )
 
 

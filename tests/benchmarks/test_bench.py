@@ -38,3 +38,9 @@ def test_quick_writes_ratios(tmp_path) -> None:
         assert isinstance(row[key], float) and math.isfinite(row[key]) and row[key] > 0, key
     assert math.isclose(row["ratio_ref"], row["invoke_s"] / row["builtin_ref_s"])
     assert math.isclose(row["ratio_xnnpack"], row["invoke_s"] / row["xnnpack_s"])
+    # Register generation: every XML file, both outputs, a time and a non-empty output.
+    regs = doc["sections"]["regs"]["rows"]
+    assert {(r["xml"].split("/")[-1], r["output"]) for r in regs} == {
+        (xml, kind) for xml in ("registers.xml", "ml_config.xml") for kind in ("python", "c-header")
+    }
+    assert len(regs) == 6 and all(r["ms"] > 0 and r["lines"] > 1000 for r in regs)

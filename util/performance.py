@@ -169,7 +169,8 @@ class CycleCost:
     dram: int
     sram: int
     overhead: int
-    macs: int
+    macs: int  # MACs the device counted
+    issued: int  # MAC slots the array issued (the compute time's work; <= peak x cycles)
     peak_macs_per_cycle: int  # of the cores the job ran on
 
     @property
@@ -191,10 +192,11 @@ class CycleCost:
 
     @property
     def utilisation(self) -> float:
-        """MACs done over MACs the job's cores could have done in its cycles."""
+        """MAC slots issued over those the job's cores could have issued in its cycles (a
+        zero-skipping core issues fewer slots than the MACs counted, so not MACs)."""
         if not self.total or not self.peak_macs_per_cycle:
             return 0.0
-        return self.macs / (self.peak_macs_per_cycle * self.total)
+        return self.issued / (self.peak_macs_per_cycle * self.total)
 
 
 def ceil_div(a: int, b: int) -> int:
@@ -211,7 +213,7 @@ def estimate(query: PerformanceQuery, hw: HardwareFacts) -> CycleCost:
     if query.kind.engine is Engine.STREAM:
         rate = cores * hw.stream_elements_per_cycle_per_core
         compute = ceil_div(query.elements, rate) if rate else 0
-        peak = 0
+        peak = work = 0
     else:
         peak = cores * hw.macs_per_cycle_per_core
         work = query.macs if query.slot_macs is None else query.slot_macs
@@ -225,7 +227,7 @@ def estimate(query: PerformanceQuery, hw: HardwareFacts) -> CycleCost:
     dram = ceil_div(query.dram_bytes * hw.clock_hz, hw.dram_bytes_per_s)
     sram = ceil_div(query.sram_bytes, hw.sram_bytes_per_cycle)
     overhead = hw.job_cycles + query.tasks * (hw.task_cycles + hw.latency_cycles)
-    return CycleCost(compute, dram, sram, overhead, query.macs, peak)
+    return CycleCost(compute, dram, sram, overhead, query.macs, work, peak)
 
 
 def infer_kind(counters: JobCounters, row: Soc) -> tuple[JobKind, bool]:

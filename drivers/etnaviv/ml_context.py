@@ -49,6 +49,17 @@ class _Placed:
         ]
 
 
+# What the cost model reads of an NN job beyond MACs and bytes (util/performance.py).
+NN_EXTRA_COUNTERS = ("slot_macs", "nonzero_slot_macs", "out_x", "tile_x")
+
+
+def _extra(record) -> dict[str, int]:
+    extra = {"tiles": record.tiles, "superblocks": record.superblocks}
+    if record.unit == "NN":
+        extra |= {k: getattr(record, k) for k in NN_EXTRA_COUNTERS}
+    return extra
+
+
 def hw_io(data: np.ndarray, signed: bool) -> np.ndarray:
     """Host 8-bit data -> hardware bytes (int8 + 128, brief §4)."""
     raw = np.ascontiguousarray(data).view(np.uint8)
@@ -234,6 +245,9 @@ class EtnaContext(MlContext):
         if clear is not None:
             clear()
         jobs = sub.compiled.jobs
+        # Every job reads and writes the one arena BO, so the cost model's schedule keeps
+        # them in stream order, as the front end executes them.
+        arena = (self._placed[id(sub)].bos[Bo.ARENA].handle,)
         out = []
         for r in records:
             job = jobs[r.index] if 0 <= r.index < len(jobs) else None
@@ -247,7 +261,10 @@ class EtnaContext(MlContext):
                     cores=tuple(range(r.cores)),
                     sram_hits=r.sram_hits,
                     weight_bytes=r.weight_bytes_fetched,
-                    extra={"tiles": r.tiles, "superblocks": r.superblocks},
+                    extra=_extra(r),
+                    kind=r.unit.lower(),
+                    reads=arena,
+                    writes=arena,
                 )
             )
         return out

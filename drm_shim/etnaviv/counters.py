@@ -34,3 +34,10 @@ class JobCounters:
     cores: int = 1
     tiles: int = 1
     superblocks: int = 1
+    # NN only, for the cost model (util/performance.py): MAC slots the MADs issue (each kernel
+    # row in groups of macs_per_mad taps), those whose weights are not all zero, and the
+    # programmed output width with its tile width.
+    slot_macs: int = 0
+    nonzero_slot_macs: int = 0
+    out_x: int = 0
+    tile_x: int = 0

@@ -52,6 +52,8 @@ class Coefficients:
     offsets: np.ndarray | None  # int64 [OC]: v7 per-kernel output offsets / addition offset
     nbytes: int  # bytes of the buffer the hardware reads
     acc_bound: int  # max |acc| over every input image (|x - shift| <= 255), for the float path
+    slot_groups: int  # MAD dot-product groups per output pixel (kernel rows in taps of 3)
+    nonzero_groups: int  # those with a nonzero weight (what a zero-skipping core issues)
 
 
 class NnUnit:
@@ -155,9 +157,25 @@ class NnUnit:
         if offsets is not None:  # the v7 add multiplies the second plane by the offset slot
             bound += int(np.abs(offsets).max(initial=0)) * C.UINT8_MAX
         bound += int(np.abs(bias).max(initial=0))
-        coefs = Coefficients(dense, diag, bias, offsets, int(buf.size), bound)
+        groups, nonzero = self._slot_groups(job, w, diag)
+        coefs = Coefficients(dense, diag, bias, offsets, int(buf.size), bound, groups, nonzero)
         self.cache[key] = coefs
         return coefs
+
+    def _slot_groups(self, job: NnJob, w: np.ndarray, diag: np.ndarray | None) -> tuple[int, int]:
+        """MAD groups per output pixel, all and with a nonzero weight: each kernel row is taken
+        ``macs_per_mad`` taps at a time (a 1x1 kernel fills one tap of three). ``w`` holds the
+        coded weights minus their zero point, so a zero is a tap that adds nothing; a v7
+        depthwise job's dense kernels are zero off the diagonal (``diag``)."""
+        width = self.npu.macs_per_mad
+        taps = w if diag is None else diag[:, None]  # [OC, IC or 1, KH, KW]
+        pad = -taps.shape[-1] % width
+        taps = np.pad(taps, [(0, 0)] * 3 + [(0, pad)]).reshape(*taps.shape[:3], -1, width)
+        nonzero = int(np.any(taps != 0, axis=-1).sum())
+        groups = job.oc * (1 if job.form == "depthwise" else job.ic) * job.kh * taps.shape[3]
+        if job.form == "add":  # the second plane: one more tap per output pixel
+            groups, nonzero = groups + 1, nonzero + 1
+        return groups, nonzero
 
     # -- images -------------------------------------------------------------------------------
 
@@ -267,4 +285,8 @@ class NnUnit:
             cores=job.cores_used,
             tiles=tiles,
             superblocks=job.superblocks,
+            slot_macs=outputs * coefs.slot_groups * self.npu.macs_per_mad,
+            nonzero_slot_macs=outputs * coefs.nonzero_groups * self.npu.macs_per_mad,
+            out_x=job.out_x,
+            tile_x=job.tile_x,
         )

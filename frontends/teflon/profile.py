@@ -51,6 +51,7 @@ class LayerRow:
     op_name: str
     jobs: tuple[str, ...]
     macs: int
+    issued_macs: int  # MAC slots the arrays issued (fewer than macs on a zero-skipping core)
     dram_read: int
     dram_written: int
     sram_bytes: int
@@ -65,7 +66,7 @@ class LayerRow:
 
     @property
     def utilisation(self) -> float:
-        return self.macs / self.peak_mac_cycles if self.peak_mac_cycles else 0.0
+        return self.issued_macs / self.peak_mac_cycles if self.peak_mac_cycles else 0.0
 
     def to_json(self) -> dict:
         out = dataclasses.asdict(self)
@@ -129,8 +130,9 @@ class Profile:
 
     @property
     def utilisation(self) -> float:
-        """MACs over what the whole NPU could do in the estimated time."""
-        return self.macs / (self.peak_macs_per_cycle * self.cycles) if self.cycles else 0.0
+        """MAC slots issued over what the whole NPU could issue in the estimated time."""
+        issued = sum(r.issued_macs for r in self.rows)
+        return issued / (self.peak_macs_per_cycle * self.cycles) if self.cycles else 0.0
 
     def ms(self, cycles: int) -> float:
         return cycles * 1e3 / self.clock_hz
@@ -204,6 +206,7 @@ def layer_rows(model: str, number: int, est: InvokeEstimate, counters, names) ->
                 op_name=names.get(op_index, "?"),
                 jobs=tuple(counters[j].name for j in jobs),
                 macs=sum(counters[j].macs for j in jobs),
+                issued_macs=sum(c.issued for c in costs),
                 dram_read=sum(sum(counters[j].bytes_read.values()) for j in jobs),
                 dram_written=sum(sum(counters[j].bytes_written.values()) for j in jobs),
                 sram_bytes=sum(counters[j].sram_hits for j in jobs),
@@ -219,7 +222,7 @@ def layer_rows(model: str, number: int, est: InvokeEstimate, counters, names) ->
         )
     submit = est.submit_cycles
     rows.append(
-        LayerRow(model, number, -1, SUBMIT, (), 0, 0, 0, 0, 0, 0, 0, submit, submit, submit,
+        LayerRow(model, number, -1, SUBMIT, (), 0, 0, 0, 0, 0, 0, 0, 0, submit, submit, submit,
                  Bound.OVERHEAD, 0)
     )  # fmt: skip
     return rows

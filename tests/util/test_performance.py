@@ -147,7 +147,7 @@ def test_total_is_max_of_compute_and_memory_plus_overhead(macs, dram, sram, core
 
 
 def test_bound_ties_go_to_compute():
-    c = CycleCost(compute=10, dram=10, sram=10, overhead=0, macs=0, peak_macs_per_cycle=1)
+    c = CycleCost(compute=10, dram=10, sram=10, overhead=0, macs=0, issued=0, peak_macs_per_cycle=1)
     assert c.bound is Bound.COMPUTE
 
 

@@ -237,7 +237,11 @@ def test_v7_expanded_depthwise_runs_per_channel(harness):
         depthwise=True,
     )
     np.testing.assert_array_equal(out, want)
-    assert f.job_counters()[0].macs == c * 64 * 9 * c  # dense MACs on the hardware
+    (job,) = f.job_counters()
+    assert job.macs == job.slot_macs == c * 64 * 9 * c  # dense MACs on the hardware
+    # Off the diagonal every tap is the zero point: a zero-skipping core issues the diagonal.
+    rows = np.any(dw[:, 0].astype(int) != wzp, axis=-1).sum()  # 3-tap kernel rows, nonzero
+    assert rows == c * 3 and job.nonzero_slot_macs == 64 * rows * 3
 
 
 @pytest.mark.parametrize("soc_name", [V7_SOC, V8_SOC])
@@ -332,11 +336,18 @@ def test_v8_add_as_1x1_convolution_over_both_operands(harness):
     w[np.arange(c), c + np.arange(c)] = round(lo / ws) + wzp
     bias = np.full(c, (zp0 - zp1) * round(s1 / (s0 * ws)), dtype=np.int32)
     pm, ps, mult, shift = scale_fields(8, s0 * ws / s_out)
-    out, _ = run_conv(harness, V8_SOC, x, w, bias, izp=zp0, wzp=wzp, ozp=zpo, pm=pm, post_shift=ps)
+    out, f = run_conv(harness, V8_SOC, x, w, bias, izp=zp0, wzp=wzp, ozp=zpo, pm=pm, post_shift=ps)
     want = reference(
         x, w, bias, izp=zp0, wzp=wzp, ozp=zpo, off=0, out_hw=(5, 5), mult=mult, shift=shift
     )
     np.testing.assert_array_equal(out, want)
+    # A 1x1 tap fills one MAD slot of three; a zero-skipping core issues only the two groups
+    # of each kernel whose weight is not the zero point.
+    (job,) = f.job_counters()
+    assert job.macs == 25 * c * 2 * c
+    assert job.slot_macs == 3 * job.macs
+    assert job.nonzero_slot_macs == 25 * c * 2 * 3
+    assert (job.out_x, job.tile_x) == (5, 5)
 
 
 @pytest.mark.parametrize("rounding,expect", [

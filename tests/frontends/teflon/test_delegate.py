@@ -107,8 +107,8 @@ def transpose_model(input_first: bool = True) -> bytes:
 # -- helpers ----------------------------------------------------------------------------------
 
 
-def delegate(**opts: str):
-    return load_delegate(library_path(), {"device": "reference", **opts})
+def delegate(device: str = "reference", **opts: str):
+    return load_delegate(library_path(), {"device": device, **opts})
 
 
 def delegated(model: bytes | str, d) -> Interpreter:
@@ -135,9 +135,9 @@ def run(it: Interpreter, inputs: dict) -> list[np.ndarray]:
     return [it.get_tensor(o["index"]).copy() for o in it.get_output_details()]
 
 
-def expected_claims(raw: bytes) -> tuple[int, ...]:
+def expected_claims(raw: bytes, device: str = "reference") -> tuple[int, ...]:
     model = parse_model(raw)
-    return tuple(s.op.index for s in query_support(model, open_device("reference")) if s.supported)
+    return tuple(s.op.index for s in query_support(model, open_device(device)) if s.supported)
 
 
 def assert_exact(got: list[np.ndarray], want: list[np.ndarray]) -> None:
@@ -209,26 +209,71 @@ def test_every_mapped_builtin_has_an_options_decision() -> None:
 
 
 SHARED = sorted(p.name for p in MODELS.glob("*.tflite")) if MODELS.is_dir() else []
+SSD = "coco_ssd_mobilenet_v1_1.0_quant_2018_06_29_no_metadata.tflite"
+
+# The largest difference from BUILTIN_REF at a model's quantized outputs through the delegate
+# (seeded input 2), measured; a model not listed is exact. rocket rounds as TFLite does but
+# for products closer to a rounding point than its multiplier resolves (docs/rocket.md).
+# etnaviv's NN unit rounds its requantization once where TFLite rounds twice, and v7 keeps 15
+# bits of multiplier: each operation is within 1 LSB (tests/drivers/etnaviv/test_models.py),
+# and deep partitions accumulate those (docs/etnaviv.md "Exactness"). None: the SSD's outputs
+# are float detections after the CPU's post-processing, which such differences move (boxes,
+# class order); test_ssd_finds_the_kite_and_the_people judges them on every device.
+DEVICE_LSB = {
+    "reference": {},
+    "rocket": {"vww_96_int8.tflite": 1},
+    "etnaviv:a311d": {
+        SSD: None,
+        "mobilenet_v1_0.25_128_quant.tflite": 7,
+        "mobilenet_v1_0.25_224_quant.tflite": 1,
+        "mobilenet_v1_1.0_224_quant_embedding_extractor.tflite": 9,
+        "mobilenet_v2_1.0_224_quant.tflite": 1,
+        "pretrainedResnet_quant.tflite": 16,
+        "vww_96_int8.tflite": 1,
+    },
+    "etnaviv:imx8mp": {
+        SSD: None,
+        "mobilenet_v1_0.25_128_quant.tflite": 3,
+        "mobilenet_v1_0.25_224_quant.tflite": 1,
+        "mobilenet_v1_1.0_224_quant_embedding_extractor.tflite": 10,
+        "mobilenet_v2_1.0_224_quant.tflite": 1,
+        "pretrainedResnet_quant.tflite": 3,
+        "vww_96_int8.tflite": 1,
+    },
+}
+
+
+def largest_lsb(got: list[np.ndarray], want: list[np.ndarray]) -> int:
+    return max(
+        int(np.abs(g.astype(np.int64) - w.astype(np.int64)).max())
+        for g, w in zip(got, want, strict=True)
+    )
 
 
 @pytest.mark.models
+@pytest.mark.parametrize("device", list(DEVICE_LSB))
 @pytest.mark.parametrize("name", SHARED or ["<no shared models>"])
-def test_shared_model(name: str) -> None:
+def test_shared_model(name: str, device: str) -> None:
     path = MODELS / name
     if not path.exists():
         pytest.skip(f"shared models not found at {MODELS}")
-    d = delegate()
+    d = delegate(device)
     it = delegated(str(path), d)
     stats = delegate_stats(d)
     try:
         raw = path.read_bytes()
-        assert stats.claimed == expected_claims(raw)
+        assert stats.claimed == expected_claims(raw, device)
     except ModelError as e:  # e.g. a dynamic batch dimension the file reader refuses
         assert "dynamic shape" in str(e)
         assert stats.claimed, "the delegate (which sees batch 1) claims nodes"
     inputs = litert.random_inputs(it, seed=2)
     got, want = run(it, inputs), reference_outputs(str(path), inputs)
-    assert_exact(got, want)
+    bound = DEVICE_LSB[device].get(name, 0)
+    if bound == 0:
+        assert_exact(got, want)
+    elif bound is not None:
+        assert [g.shape for g in got] == [w.shape for w in want]
+        assert 0 < largest_lsb(got, want) <= bound
 
 
 def test_resize_recompiles_for_the_new_shape() -> None:

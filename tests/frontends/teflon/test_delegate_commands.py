@@ -86,7 +86,8 @@ def test_chained_mobilenet_v1_says_hen(capsys) -> None:
 
 
 @pytest.mark.models
-def test_ssd_finds_the_kite_and_the_people() -> None:
+@pytest.mark.parametrize("device", ["reference", "rocket", "etnaviv:a311d", "etnaviv:imx8mp"])
+def test_ssd_finds_the_kite_and_the_people(device: str) -> None:
     [model] = shared(SSD)
     image, labels = shared("kite_and_cold.jpg", "coco_labels.txt")
     library = library_path()
@@ -103,7 +104,7 @@ def test_ssd_finds_the_kite_and_the_people() -> None:
             "-e",
             library,
             "-o",
-            "device=reference",
+            f"device={device}",
         ],
         capture_output=True,
         text=True,

@@ -52,7 +52,7 @@ class Coefficients:
     offsets: np.ndarray | None  # int64 [OC]: v7 per-kernel output offsets / addition offset
     nbytes: int  # bytes of the buffer the hardware reads
     acc_bound: int  # max |acc| over every input image (|x - shift| <= 255), for the float path
-    slot_groups: int  # MAD dot-product groups per output pixel (kernel rows in taps of 3)
+    slot_groups: int  # MAD dot-product groups per output pixel (macs_per_mad taps of a row)
     nonzero_groups: int  # those with a nonzero weight (what a zero-skipping core issues)
 
 

@@ -184,6 +184,13 @@ def litert_seconds(source: ModelSource, kind: str, repeat: int) -> float:
     return median_seconds(it.invoke, repeat)
 
 
+def compile_partitions(device, parts) -> tuple[list[bytes], float]:
+    """Every partition compiled and serialized (a blob each), and the seconds that took."""
+    start = time.perf_counter()
+    blobs = [device.subgraph_create(p.ops).serialize() for p in parts]
+    return blobs, time.perf_counter() - start
+
+
 def device_row(source: ModelSource, model: TfliteModel, device_name: str, values, repeat: int):
     device = open_device(device_name)
     support = query_support(model, device)
@@ -196,9 +203,7 @@ def device_row(source: ModelSource, model: TfliteModel, device_name: str, values
     }
     if not parts:  # nothing claimed: no compile, no invoke, no ratio
         return row
-    start = time.perf_counter()
-    blobs = [device.subgraph_create(p.ops).serialize() for p in parts]
-    row["compile_s"] = time.perf_counter() - start
+    blobs, row["compile_s"] = compile_partitions(device, parts)
     ctx = device.create_context()
     try:
         subgraphs = [ctx.subgraph_deserialize(b) for b in blobs]
@@ -427,9 +432,7 @@ def rocket_row(source: ModelSource, model: TfliteModel, device_name: str, values
     row: dict = {"model": source.name, "device": device_name}
     if not parts:
         return row | {"error": "no operation claimed"}
-    start = time.perf_counter()
-    blobs = [device.subgraph_create(p.ops).serialize() for p in parts]
-    row["compile_s"] = time.perf_counter() - start
+    blobs, row["compile_s"] = compile_partitions(device, parts)
     ctx = device.create_context()
     try:
         subs = [ctx.subgraph_deserialize(b) for b in blobs]
@@ -522,12 +525,11 @@ def _model_file(source: ModelSource, folder: str) -> str:
 
 def _compile_seconds(data: bytes, device_name: str) -> float:
     device = open_device(device_name)
-    model = parse_model(data, "model")
-    parts = partition(model, query_support(model, device))
-    start = time.perf_counter()
-    for part in parts:
-        device.subgraph_create(part.ops).serialize()
-    return time.perf_counter() - start
+    try:
+        model = parse_model(data, "model")
+        return compile_partitions(device, partition(model, query_support(model, device)))[1]
+    finally:
+        device.destroy()
 
 
 def passes_section(opts: Options) -> Section:
@@ -539,7 +541,8 @@ def passes_section(opts: Options) -> Section:
     names = {s.name for s in opts.models}
     source = next((s for s in opts.models if s.name == PASSES_MODEL), None)
     if source is None:
-        source = pick_models([PASSES_MODEL])[0] if SHARED_MODELS.is_dir() else opts.models[0]
+        shared = (SHARED_MODELS / PASSES_MODEL).exists()
+        source = pick_models([PASSES_MODEL])[0] if shared else opts.models[0]
     present = {d.name for d in list_devices()}
     rows = []
     with tempfile.TemporaryDirectory() as folder:
@@ -602,17 +605,12 @@ def compression_section(opts: Options) -> Section:
     search), next to the raw bytes and, when installed, Vela's codec on the same weights."""
     from mesa_npu.drivers.etnaviv.compression_report import compression_report
 
-    try:
-        import ethosu.mlw_codec  # noqa: F401
-
-        with_vela = True
-    except ImportError:
-        with_vela = False
     rows = []
     with tempfile.TemporaryDirectory() as folder:
         for source in opts.models:
             try:
-                report = compression_report(_model_file(source, folder), with_vela=with_vela)
+                # Without ethos-u-vela the report leaves its Vela figures out by itself.
+                report = compression_report(_model_file(source, folder))
             except Exception as e:  # a model the report cannot read: say so, go on
                 rows.append({"model": source.name, "error": f"{type(e).__name__}: {e}"[:200]})
                 continue
@@ -636,8 +634,8 @@ def compression_section(opts: Options) -> Section:
         "v8_weights_x leaves headers and biases out, as Vela's figures do; vela_x = Vela's "
         "weight codec per tensor, vela_model_x = Vela's own model total"
     )
-    if not with_vela:
-        note += "; ethos-u-vela not installed: no Vela columns"
+    if not any(r.get("vela_x") for r in rows):
+        note += "; no Vela figures (ethos-u-vela not installed)"
     return Section("compression", "etnaviv weight compression per model", columns,
                    tuple(rows), note)  # fmt: skip
 
